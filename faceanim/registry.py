@@ -1,0 +1,79 @@
+"""Method registry: name -> what the method does, its status, and where its pipeline lives.
+
+Entries are plain data (dotted "module:Class" strings) so that listing methods imports nothing heavy.
+A method whose `pipeline` is None is planned but not implemented: the CLI says so and exits 2.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+from .errors import NotImplementedMethodError
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One pretrained file a method needs: the CLI flag and environment variable that point to it."""
+
+    name: str
+    flag: str
+    env: str
+    description: str
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    tasks: tuple[str, ...]          # subset of ("reenact", "talk", "edit")
+    paper: str
+    status: str                     # "planned" | "implemented"
+    pipeline: str | None = None     # "module:Class", None until implemented
+    weights: tuple[WeightSpec, ...] = field(default_factory=tuple)
+
+    def load_pipeline_class(self):
+        if self.pipeline is None:
+            raise NotImplementedMethodError(
+                f"method '{self.name}' is not implemented yet (status: {self.status}); "
+                f"see the methods table in the README")
+        module_name, class_name = self.pipeline.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+def _w(name: str, flag: str, env: str, description: str) -> WeightSpec:
+    return WeightSpec(name, flag, env, description)
+
+
+_METHODS: dict[str, MethodSpec] = {m.name: m for m in (
+    MethodSpec("warp", ("reenact", "talk"), "training-free landmark warping engine (faceanim)", "planned"),
+    MethodSpec("dagan", ("reenact",), "Hong et al., Depth-Aware Generative Adversarial Network, CVPR 2022", "planned",
+               weights=(_w("checkpoint", "--checkpoint", "FACEANIM_DAGAN_CHECKPOINT", "DaGAN *.pth.tar or converted folder"),
+                        _w("depth-encoder", "--depth-encoder", "FACEANIM_DAGAN_DEPTH_ENCODER", "Monodepth2 encoder.pth"),
+                        _w("depth-decoder", "--depth-decoder", "FACEANIM_DAGAN_DEPTH_DECODER", "Monodepth2 depth.pth"))),
+    MethodSpec("fadm", ("reenact",), "Zeng et al., Face Animation with an Attribute-Guided Diffusion Model, 2023", "planned",
+               weights=(_w("diffusion", "--diffusion", "FACEANIM_FADM_DIFFUSION", "FADM diffusion.pth"),
+                        _w("coarse", "--coarse-checkpoint", "FACEANIM_FADM_COARSE", "Facevid.pth / FOMM.pth"),
+                        _w("deca", "--deca", "FACEANIM_DECA", "DECA deca_model.tar"))),
+    MethodSpec("diffused_heads", ("talk",), "Stypulkowski et al., Diffused Heads, WACV 2024", "planned",
+               weights=(_w("checkpoint", "--checkpoint", "FACEANIM_DIFFUSED_HEADS_CHECKPOINT", "UNet checkpoint"),)),
+    MethodSpec("emo", ("talk",), "Tian et al., EMO: Emote Portrait Alive, 2024 (no official code)", "planned",
+               weights=(_w("checkpoint", "--checkpoint", "FACEANIM_EMO_CHECKPOINT", "EMO model folder"),
+                        _w("wav2vec2", "--wav2vec2", "FACEANIM_WAV2VEC2", "wav2vec2 model folder (HF layout)"))),
+    MethodSpec("dva", ("edit",), "Kim et al., Diffusion Video Autoencoders, CVPR 2023", "planned",
+               weights=(_w("checkpoint", "--checkpoint", "FACEANIM_DVA_CHECKPOINT", "DVA Lightning .ckpt"),)),
+)}
+
+
+def list_methods() -> list[MethodSpec]:
+    return list(_METHODS.values())
+
+
+def get_method(name: str) -> MethodSpec:
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise NotImplementedMethodError(
+            f"unknown method '{name}' (known: {', '.join(_METHODS)})") from None
+
+
+def methods_for(task: str) -> list[str]:
+    return [m.name for m in _METHODS.values() if task in m.tasks]
