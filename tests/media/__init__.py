@@ -1,0 +1,1 @@
+"""Tests of faceanim.media; `broken_inputs` is reused by the CLI tests."""
