@@ -27,6 +27,7 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
         tmp = Path(name)
     try:
         yield tmp
+        _give_default_permissions(tmp, is_dir)
         if is_dir and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -37,3 +38,10 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def _give_default_permissions(path: Path, is_dir: bool) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) paths; give the result the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~umask)

@@ -1,0 +1,93 @@
+"""`faceanim track`: follow the face through a video (or photo), cut crops, and paste them back.
+
+The round trip crop -> paste-back is what every method's output goes through; this command shows it
+on its own (optionally with the 68 landmarks drawn on the crops) and writes the crops as a video.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..face import FaceEmbedder, FaceTracker, largest_face, paste_back
+from ..face.video import plan_crops, track_video
+from ..media import VideoReader, VideoWriter, probe, read_image, write_image
+from ..progress import progress
+
+def _tracker(args: argparse.Namespace) -> FaceTracker:
+    if args.reference:
+        image = read_image(args.reference)
+        _, landmarks = largest_face(image, path=args.reference)
+        return FaceTracker(select=FaceEmbedder()(image, landmarks))
+    return FaceTracker(select="largest" if args.face_index is None else args.face_index)
+
+
+def draw_landmarks(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A copy of `image` with the 68 points drawn (green dots, radius scaled to the image)."""
+    out = image.copy()
+    radius = max(1, round(image.shape[0] / 200))
+    for x, y in np.round(points).astype(int):
+        cv2.circle(out, (int(x), int(y)), radius, (0, 255, 0), -1, lineType=cv2.LINE_AA)
+    return out
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _check_output(path: Path, kind: str) -> None:
+    wanted = VIDEO_SUFFIXES if kind == "video" else IMAGE_SUFFIXES
+    if path.suffix.lower() not in wanted:
+        raise InputError(path, f"the output for a {kind} input must end in {', '.join(wanted)}")
+
+
+def track_file(args: argparse.Namespace) -> int:
+    source, output = Path(args.input), Path(args.output)
+    kind = probe(source).kind
+    if kind == "audio":
+        raise InputError(source, "has no picture (an audio file): give a video or a photo")
+    _check_output(output, kind)
+    if args.crops:
+        _check_output(Path(args.crops), kind)
+    if kind == "image":
+        return _track_photo(source, output, args)
+    track = track_video(source, tracker=_tracker(args))
+    plan = track.crop_plan(args.crop, args.size)
+    with contextlib.ExitStack() as stack:
+        reader = stack.enter_context(VideoReader(source))
+        audio = reader.read_audio(sample_rate=None) if reader.has_audio else None
+        writer = stack.enter_context(VideoWriter(output, reader.fps, audio=audio))
+        crops_writer = stack.enter_context(VideoWriter(args.crops, reader.fps)) if args.crops else None
+        steps = zip(reader, plan.transforms, track.landmarks)
+        for index, (frame, transform, landmarks) in enumerate(progress(steps, total=len(plan.transforms),
+                                                                        desc="crop + paste-back")):
+            crop = _crop_for_display(plan.crop(frame, index), transform, landmarks, args.draw_landmarks)
+            if crops_writer:
+                crops_writer.write(crop)
+            writer.write(paste_back(frame, crop, transform))
+    print(f"{source}: {len(track.found)} frames, face found in {int(track.found.sum())}"
+          + (f" (missing {', '.join(track.missing_ranges())})" if not track.found.all() else "")
+          + f" -> {output}" + (f", crops -> {args.crops}" if args.crops else ""))
+    return 0
+
+
+def _crop_for_display(crop: np.ndarray, transform, landmarks: np.ndarray, draw: bool) -> np.ndarray:
+    return draw_landmarks(crop, transform.to_crop(landmarks)) if draw else crop
+
+
+def _track_photo(source: Path, output: Path, args: argparse.Namespace) -> int:
+    image = read_image(source)
+    _, landmarks = largest_face(image, path=source)
+    plan = plan_crops(landmarks[None], image.shape[:2], args.crop, args.size, smoothing=0)
+    transform = plan.transforms[0]
+    crop = _crop_for_display(plan.crop(image, 0), transform, landmarks, args.draw_landmarks)
+    if args.crops:
+        write_image(args.crops, crop)
+    write_image(output, paste_back(image, crop, transform))
+    print(f"{source}: face at {np.round(transform.to_frame(np.array([[args.size / 2, args.size / 2]]))[0])} "
+          f"-> {output}" + (f", crop -> {args.crops}" if args.crops else ""))
+    return 0
