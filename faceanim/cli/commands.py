@@ -101,10 +101,12 @@ def add_info(sub) -> None:
 def add_probe(sub) -> None:
     p = sub.add_parser("probe", help="check media files and print what they contain (JSON)")
     p.add_argument("inputs", nargs="+", help="image, video or audio files")
+    p.add_argument("--expect", choices=["image", "video", "audio"],
+                   help="fail unless each file is of this kind (a video with sound also counts as audio)")
 
     def run(args):
         from ..tasks.probe import probe_files
-        return probe_files(args.inputs)
+        return probe_files(args.inputs, expect=args.expect)
     p.set_defaults(run=run)
 
 
@@ -123,12 +125,14 @@ def add_preprocess(sub) -> None:
     p.add_argument("--min-face-fraction", type=float, default=0.5,
                    help="skip a clip whose face is found in fewer frames than this fraction (default 0.5)")
     p.add_argument("--overwrite", action="store_true", help="redo clips that are already finished")
+    p.add_argument("--detector", choices=["hog", "mmod"], default="hog",
+                   help="face detector: hog (fast, frontal faces) or mmod (dlib's CNN: slower, finds turned faces)")
 
     def run(args):
         from ..tasks.preprocess import PreprocessOptions, preprocess
         opts = PreprocessOptions(crop=args.crop, size=args.size, crop_motion=args.crop_motion, audio=args.audio,
                                  fps=args.fps, min_face_fraction=args.min_face_fraction,
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite, detector=args.detector)
         return preprocess(args.inputs, args.out, opts, workers=args.workers)
     p.set_defaults(run=run)
 
@@ -144,6 +148,8 @@ def add_track(sub) -> None:
     p.add_argument("--draw-landmarks", action="store_true", help="draw the 68 landmarks on the crops")
     p.add_argument("--face-index", type=int, default=None, help="pick the N-th face from the left")
     p.add_argument("--reference", help="pick the face that looks most like this photo")
+    p.add_argument("--detector", choices=["hog", "mmod"], default="hog",
+                   help="face detector: hog (fast, frontal faces) or mmod (dlib's CNN: slower, finds turned faces)")
 
     def run(args):
         from ..tasks.track import track_file

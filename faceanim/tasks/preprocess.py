@@ -41,6 +41,7 @@ class PreprocessOptions:
     fps: float | None = None
     min_face_fraction: float = 0.5
     overwrite: bool = False
+    detector: str = "hog"             # "hog" | "mmod"
 
     def __post_init__(self):
         if self.crop not in ("fomm", "ffhq"):
@@ -49,6 +50,8 @@ class PreprocessOptions:
             raise InputError(None, f"--crop-motion {self.crop_motion} is not available with --crop {self.crop}")
         if not 16 <= self.size <= 2048:
             raise InputError(None, f"--size must be between 16 and 2048, not {self.size}")
+        if self.detector not in ("hog", "mmod"):
+            raise InputError(None, f"--detector must be hog or mmod, not {self.detector!r}")
         if not 0 <= self.min_face_fraction <= 1:
             raise InputError(None, "--min-face-fraction must be between 0 and 1")
 
@@ -147,12 +150,13 @@ def _report(results: list[ClipResult], out: Path, *, single: bool) -> int:
 
 
 def process_clip(video: Path, clip_dir: Path, opts: PreprocessOptions) -> ClipResult:
+    from ..face import FaceTracker
     from ..face.video import crop_video_frames, track_video
     from ..media import VideoReader, probe
 
     _remove_stale_temporaries(clip_dir)
     has_audio = probe(video).has_audio
-    track = track_video(video, fps=opts.fps)
+    track = track_video(video, fps=opts.fps, tracker=FaceTracker(detector=opts.detector))
     if track.found.mean() < opts.min_face_fraction:
         raise NoFaceError(video, f"face found in only {int(track.found.sum())} of {len(track.found)} frames "
                                  f"(--min-face-fraction {opts.min_face_fraction})")

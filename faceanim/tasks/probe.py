@@ -8,12 +8,12 @@ from ..errors import InputError
 from ..media import probe
 
 
-def probe_files(paths: list[str]) -> int:
+def probe_files(paths: list[str], expect: str | None = None) -> int:
     """Print each file's MediaInfo as JSON; report broken files in one line each. Exit 2 if any is broken."""
     broken = 0
     for path in paths:
         try:
-            info = probe(path)
+            info = probe(path, expect=expect)
         except InputError as err:
             print(f"faceanim: error: {err}", file=sys.stderr)
             broken += 1

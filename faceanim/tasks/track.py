@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, NoFaceError
 from ..face import FaceEmbedder, FaceTracker, largest_face, paste_back
 from ..face.video import plan_crops, track_video
 from ..media import VideoReader, VideoWriter, probe, read_image, write_image
@@ -22,8 +22,8 @@ def _tracker(args: argparse.Namespace) -> FaceTracker:
     if args.reference:
         image = read_image(args.reference)
         _, landmarks = largest_face(image, path=args.reference)
-        return FaceTracker(select=FaceEmbedder()(image, landmarks))
-    return FaceTracker(select="largest" if args.face_index is None else args.face_index)
+        return FaceTracker(detector=args.detector, select=FaceEmbedder()(image, landmarks))
+    return FaceTracker(detector=args.detector, select="largest" if args.face_index is None else args.face_index)
 
 
 def draw_landmarks(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -42,7 +42,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 def _check_output(path: Path, kind: str) -> None:
     wanted = VIDEO_SUFFIXES if kind == "video" else IMAGE_SUFFIXES
     if path.suffix.lower() not in wanted:
-        raise InputError(path, f"the output for a {kind} input must end in {', '.join(wanted)}")
+        raise InputError(path, f"the output for {'an' if kind == 'image' else 'a'} {kind} input must end in {', '.join(wanted)}")
 
 
 def track_file(args: argparse.Namespace) -> int:
@@ -79,9 +79,19 @@ def _crop_for_display(crop: np.ndarray, transform, landmarks: np.ndarray, draw: 
     return draw_landmarks(crop, transform.to_crop(landmarks)) if draw else crop
 
 
+def _photo_landmarks(image: np.ndarray, source: Path, args: argparse.Namespace) -> np.ndarray:
+    """The chosen face of a photo: the largest, or the one --face-index / --reference selects."""
+    if args.face_index is None and not args.reference:
+        return largest_face(image, detector=args.detector, path=source)[1]
+    (_, observation), = _tracker(args).track([image])
+    if not observation.found:
+        raise NoFaceError(source, "no face matches --face-index / --reference")
+    return observation.landmarks
+
+
 def _track_photo(source: Path, output: Path, args: argparse.Namespace) -> int:
     image = read_image(source)
-    _, landmarks = largest_face(image, path=source)
+    landmarks = _photo_landmarks(image, source, args)
     plan = plan_crops(landmarks[None], image.shape[:2], args.crop, args.size, smoothing=0)
     transform = plan.transforms[0]
     crop = _crop_for_display(plan.crop(image, 0), transform, landmarks, args.draw_landmarks)
