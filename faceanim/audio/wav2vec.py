@@ -88,13 +88,19 @@ class Wav2Vec2Features:
         `options` go to the constructor (interpolate_at, chunk_seconds, context_seconds)."""
         folder = _model_folder(local_dir)
         from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+        from transformers.utils import logging as hf_logging
 
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # our own progress bars are the only ones a user should see
         try:
             model, info = Wav2Vec2Model.from_pretrained(folder, local_files_only=True, output_loading_info=True)
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder, local_files_only=True)
         except Exception as exc:  # transformers raises OSError, ValueError, JSON and safetensors errors here
             raise CheckpointError(folder, f"does not load as a wav2vec2 model ({type(exc).__name__}: "
                                           f"{str(exc)[:200]})") from exc
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
         missing = sorted(key for key in info["missing_keys"] if not key.endswith(_UNUSED_AT_INFERENCE))
         if missing:
             raise CheckpointError(folder, f"{len(missing)} wav2vec2 weights are missing from the checkpoint "

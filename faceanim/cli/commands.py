@@ -31,30 +31,29 @@ def _add_method_arg(parser: argparse.ArgumentParser, task: str, default: str) ->
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
-def add_reenact(sub) -> None:
-    p = sub.add_parser("reenact", help="animate a photo with a driving video")
-    p.add_argument("source", help="source photo")
-    p.add_argument("driving", help="driving video")
+def _add_method_task(sub, task: str, description: str, inputs: dict[str, str], default_method: str) -> None:
+    """reenact / talk / edit: input files, -o OUTPUT.mp4, and the method with its weights."""
+    p = sub.add_parser(task, help=description)
+    for name, text in inputs.items():
+        p.add_argument(name, help=text)
     p.add_argument("-o", "--output", required=True, help="output .mp4")
-    _add_method_arg(p, "reenact", "warp")
-    p.set_defaults(run=_method_task("reenact"))
+    _add_method_arg(p, task, default_method)
+    p.set_defaults(run=_method_task(task))
+
+
+def add_reenact(sub) -> None:
+    _add_method_task(sub, "reenact", "animate a photo with a driving video",
+                     {"source": "source photo", "driving": "driving video"}, "warp")
 
 
 def add_talk(sub) -> None:
-    p = sub.add_parser("talk", help="make a photo speak an audio track")
-    p.add_argument("source", help="source photo")
-    p.add_argument("audio", help="speech (any format PyAV decodes, or a video's audio track)")
-    p.add_argument("-o", "--output", required=True, help="output .mp4")
-    _add_method_arg(p, "talk", "warp")
-    p.set_defaults(run=_method_task("talk"))
+    _add_method_task(sub, "talk", "make a photo speak an audio track",
+                     {"source": "source photo", "audio": "speech (any format PyAV decodes, or a video's sound)"},
+                     "warp")
 
 
 def add_edit(sub) -> None:
-    p = sub.add_parser("edit", help="edit attributes of the face in a video")
-    p.add_argument("video", help="input video")
-    p.add_argument("-o", "--output", required=True, help="output .mp4")
-    _add_method_arg(p, "edit", "dva")
-    p.set_defaults(run=_method_task("edit"))
+    _add_method_task(sub, "edit", "edit attributes of the face in a video", {"video": "input video"}, "dva")
 
 
 def _not_yet(what: str):
