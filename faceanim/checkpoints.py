@@ -42,6 +42,23 @@ class OpaqueObject:
         return f"OpaqueObject(args={self.args!r}, state={self.state!r})"
 
 
+def _numpy_safe_globals() -> list:
+    """Numpy scalars, dtypes and arrays, as official checkpoints pickle them (an epoch as np.int64, ...).
+
+    Rebuilding them runs no foreign code: `_reconstruct` makes an empty array whose contents come from the
+    same restricted unpickler. Listed under numpy 2's module names and numpy 1's (`numpy.core`), which
+    checkpoints written before 2024 use."""
+    import numpy as np
+    from numpy._core.multiarray import _reconstruct, scalar
+
+    dtype_classes = [type(np.dtype(name)) for name in ("bool", "int8", "int16", "int32", "int64", "uint8",
+                                                         "uint16", "uint32", "uint64", "float16", "float32",
+                                                         "float64", "complex64", "complex128")]
+    entries: list = [_reconstruct, scalar, np.dtype, np.ndarray, *dtype_classes]
+    entries += [(_reconstruct, "numpy.core.multiarray._reconstruct"), (scalar, "numpy.core.multiarray.scalar")]
+    return entries
+
+
 def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -84,14 +101,18 @@ def _load_pickle(path: Path) -> Any:
 
     import torch
 
+    allowed = _numpy_safe_globals()
+    allowed_names = {name if isinstance(name, str) else f"{name.__module__}.{name.__qualname__}"
+                     for name in (e[1] if isinstance(e, tuple) else e for e in allowed)}
     try:
-        foreign = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        foreign = [name for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+                   if name not in allowed_names]
     except Exception as err:  # not a zip/pickle archive, truncated, ...
         raise CheckpointError(path, f"not a readable PyTorch checkpoint ({_first_line(err)})") from None
     if foreign:
         log.info("%s: reading foreign classes as inert data: %s", path, ", ".join(foreign))
     try:
-        with torch.serialization.safe_globals([(OpaqueObject, name) for name in foreign]):
+        with torch.serialization.safe_globals(allowed + [(OpaqueObject, name) for name in foreign]):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(path, f"refused by the weights-only loader ({_unpickling_reason(err)})") from None

@@ -62,6 +62,18 @@ def test_foreign_classes_load_as_inert_data(tmp_path):
     assert isinstance(conf, OpaqueObject) and conf.state == {"lr": 3e-4}
 
 
+def test_numpy_values_load_as_numpy(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "vox.pth.tar"
+    torch.save({"epoch": np.int64(149), "lr": np.float32(2e-4), "mean": np.arange(3, dtype=np.float64),
+                "flag": np.bool_(True), "generator": {"w": torch.ones(1)}}, path)
+    ckpt = load_checkpoint(path)
+    assert ckpt["epoch"] == 149 and isinstance(ckpt["epoch"], np.int64)
+    assert ckpt["lr"] == np.float32(2e-4) and bool(ckpt["flag"])
+    assert np.array_equal(ckpt["mean"], [0.0, 1.0, 2.0])
+
+
 def test_pickled_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     exploit = Exploit()
@@ -127,3 +139,21 @@ def test_pretrained_folder_round_trip(tmp_path):
     with pytest.raises(CheckpointError, match="config.json: is not valid JSON"):
         load_pretrained(folder)
     assert json.loads("{}") == {}
+
+
+def test_numpy_1_pickles_load(tmp_path):
+    """Checkpoints written under numpy 1 name `numpy.core.multiarray`; numpy 2 moved it to `numpy._core`."""
+    import zipfile
+
+    import numpy as np
+
+    modern, legacy = tmp_path / "modern.pth", tmp_path / "legacy.pth"
+    torch.save({"epoch": np.int64(7), "arr": np.ones(2, np.float32)}, modern)
+    with zipfile.ZipFile(modern) as src, zipfile.ZipFile(legacy, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(info, data)
+    ckpt = load_checkpoint(legacy)
+    assert ckpt["epoch"] == 7 and np.array_equal(ckpt["arr"], [1.0, 1.0])
