@@ -62,10 +62,11 @@ def test_stereo_mix_down_averages_channels(tmp_path):
     assert np.abs(read_audio(path, sample_rate=None).samples).max() < 1e-6  # opposite phases cancel
 
 
-@pytest.mark.parametrize("suffix, codec", [(".mp3", "libmp3lame"), (".m4a", "aac")])
-def test_compressed_audio_keeps_pitch_and_length(tmp_path, suffix, codec):
-    path = write_audio_file(tmp_path / f"tone{suffix}", sine(880, 2.0, 44100), 44100, codec=codec,
-                            sample_format="fltp" if codec == "aac" else "s16p")
+@pytest.mark.parametrize("suffix, codec, rate, sample_format", [
+    (".mp3", "libmp3lame", 44100, "s16p"), (".m4a", "aac", 44100, "fltp"), (".ogg", "libopus", 48000, "s16")])
+def test_compressed_audio_keeps_pitch_and_length(tmp_path, suffix, codec, rate, sample_format):
+    path = write_audio_file(tmp_path / f"tone{suffix}", sine(880, 2.0, rate), rate, codec=codec,
+                            sample_format=sample_format)
     audio = read_audio(path)  # resampled to 16 kHz
     assert audio.sample_rate == 16000
     assert audio.duration == pytest.approx(2.0, abs=0.06)  # an encoder frame of slack
