@@ -9,7 +9,8 @@ from .errors import FaceanimError, InputError, MissingWeightsError, NoFaceError
 
 __version__ = "0.1.0"
 
-__all__ = ["FaceanimError", "InputError", "MissingWeightsError", "NoFaceError", "list_methods", "__version__"]
+__all__ = ["FaceanimError", "InputError", "MissingWeightsError", "NoFaceError", "list_methods", "reenact", "talk",
+           "__version__"]
 
 
 def list_methods():
@@ -17,3 +18,23 @@ def list_methods():
     from .registry import list_methods as _list
 
     return _list()
+
+
+def reenact(source, driving, output=None, *, method: str = "warp", **settings):
+    """Animate the photo `source` with the driving video `driving` (see `faceanim.tasks.animate.reenact`).
+
+    Writes `output` and returns its path, or returns an iterator of frames when `output` is None.
+    Settings are the method's (for `warp`: relative, adapt_scale, smoothing, preset_name, ...)."""
+    from .tasks.animate import reenact as _reenact
+
+    return _reenact(source, driving, output, method=method, **settings)
+
+
+def talk(source, audio, output=None, *, method: str = "warp", **settings):
+    """Make the photo `source` speak `audio` (see `faceanim.tasks.animate.talk`).
+
+    Writes `output` and returns its path, or returns an iterator of frames when `output` is None.
+    Settings are the method's (for `warp`: fps, still, head_amplitude, head_speed, blink_rate, seed, ...)."""
+    from .tasks.animate import talk as _talk
+
+    return _talk(source, audio, output, method=method, **settings)

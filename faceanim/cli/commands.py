@@ -19,8 +19,46 @@ def _require_method(task: str, name: str):
 def _method_task(task: str):
     def run(args: argparse.Namespace) -> int:
         _require_method(task, args.method)
-        raise NotImplementedMethodError(f"'faceanim {task} --method {args.method}' is not wired yet")
+        from ..tasks import animate
+
+        settings = {key: getattr(args, key) for key in TASK_SETTINGS[task] if getattr(args, key, None) is not None}
+        if getattr(args, "absolute", False):
+            settings["relative"] = False
+        inputs = [getattr(args, name) for name in TASK_INPUTS[task]]
+        output = getattr(animate, task)(*inputs, args.output, method=args.method, checkpoint=args.checkpoint,
+                                        **settings)
+        print(f"wrote {output}")
+        return 0
     return run
+
+
+TASK_INPUTS = {"reenact": ("source", "driving"), "talk": ("source", "audio"), "edit": ("video",)}
+TASK_SETTINGS = {
+    "reenact": ("preset_name", "adapt_scale", "smoothing", "detector"),
+    "talk": ("preset_name", "fps", "still", "head_amplitude", "head_speed", "blink_rate", "seed", "max_opening",
+             "detector"),
+    "edit": (),
+}
+
+
+def _add_warp_options(p: argparse.ArgumentParser, task: str) -> None:
+    group = p.add_argument_group("warp engine (--method warp)")
+    group.add_argument("--preset", dest="preset_name", choices=["default", "subtle", "expressive"])
+    group.add_argument("--detector", choices=["hog", "mmod"], help="face detector (default hog)")
+    if task == "reenact":
+        group.add_argument("--absolute", action="store_true",
+                           help="take the driving face's shape and pose as they are (default: relative motion)")
+        group.add_argument("--adapt-scale", action="store_true", default=None,
+                           help="scale head motion by the ratio of face sizes (FOMM's adapt_movement_scale)")
+        group.add_argument("--smoothing", type=float, help="driving landmark smoothing, sigma in frames (default 1)")
+    if task == "talk":
+        group.add_argument("--fps", type=float, help="output frame rate (default 25)")
+        group.add_argument("--still", action="store_true", default=None, help="no idle head motion (blinks stay)")
+        group.add_argument("--head-amplitude", type=float, help="idle head motion amplitude, x (default 1)")
+        group.add_argument("--head-speed", type=float, help="idle head motion speed, x (default 1)")
+        group.add_argument("--blink-rate", type=float, help="blinks per minute (default 15; 0 = none)")
+        group.add_argument("--max-opening", type=float, help="widest mouth opening (inner-lip gap / face width)")
+        group.add_argument("--seed", type=int, help="seed of the idle motion (blinks, head)")
 
 
 def _add_method_arg(parser: argparse.ArgumentParser, task: str, default: str) -> None:
@@ -38,6 +76,8 @@ def _add_method_task(sub, task: str, description: str, inputs: dict[str, str], d
         p.add_argument(name, help=text)
     p.add_argument("-o", "--output", required=True, help="output .mp4")
     _add_method_arg(p, task, default_method)
+    if task in ("reenact", "talk"):
+        _add_warp_options(p, task)
     p.set_defaults(run=_method_task(task))
 
 

@@ -1,0 +1,79 @@
+"""`faceanim reenact` and `faceanim talk`: a photo animated by a driving video or by speech.
+
+Files in, files out: the source photo (any size, face anywhere) is animated as a whole, at its own
+resolution; the driving video is streamed frame by frame; the sound of the driving video, or the speech,
+is muxed into the result. Without an output path the frames are returned as an iterator instead.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InputError
+from ..media import VideoReader, VideoWriter, read_audio, read_image
+from ..progress import progress
+from ..registry import get_method
+
+VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
+
+
+def load_pipeline(task: str, method: str, checkpoint: str | os.PathLike | None = None, **settings):
+    """The method's pipeline, built from its weights/settings (`from_pretrained`)."""
+    spec = get_method(method)
+    if task not in spec.tasks:
+        raise InputError(None, f"method '{method}' does not do {task}")
+    return spec.load_pipeline_class().from_pretrained(checkpoint, **settings)
+
+
+def _check_output(output: str | os.PathLike | None) -> None:
+    if output is not None and Path(output).suffix.lower() not in VIDEO_OUTPUTS:
+        raise InputError(output, f"the output must be a video file ({', '.join(VIDEO_OUTPUTS)})")
+
+
+def reenact(source: str | os.PathLike, driving: str | os.PathLike, output: str | os.PathLike | None = None, *,
+            method: str = "warp", checkpoint: str | os.PathLike | None = None, show_progress: bool | None = None,
+            **settings) -> Path | Iterator[np.ndarray]:
+    """Animate the photo `source` with the video `driving`; write `output` (returned) or, when it is
+    None, return an iterator over the output frames (uint8 (H, W, 3) RGB, the photo's size)."""
+    _check_output(output)
+    pipeline = load_pipeline("reenact", method, checkpoint, **settings)
+    prepared = pipeline.prepare_source(read_image(source), path=source)
+    if output is None:
+        VideoReader(driving).close()  # a broken driving video fails here, not at the first frame
+        return _reenact_frames(pipeline, prepared, driving)
+    with VideoReader(driving) as reader:
+        audio = reader.read_audio(sample_rate=None) if reader.has_audio else None
+        with VideoWriter(output, reader.fps, audio=audio) as writer:
+            frames = pipeline.reenact(prepared, reader, driving_name=driving)
+            for frame in progress(frames, total=reader.frame_count, desc="reenact", enabled=show_progress):
+                writer.write(frame)
+    return Path(output)
+
+
+def _reenact_frames(pipeline, prepared, driving) -> Iterator[np.ndarray]:
+    with VideoReader(driving) as reader:
+        yield from pipeline.reenact(prepared, reader, driving_name=driving)
+
+
+def talk(source: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike | None = None, *,
+         method: str = "warp", checkpoint: str | os.PathLike | None = None, show_progress: bool | None = None,
+         **settings) -> Path | Iterator[np.ndarray]:
+    """Make the photo `source` speak `audio` (any format PyAV decodes); write `output` (returned) or
+    return an iterator over the frames. The video lasts as long as the audio (to the nearest frame)."""
+    _check_output(output)
+    pipeline = load_pipeline("talk", method, checkpoint, **settings)
+    speech = read_audio(audio, sample_rate=None)
+    prepared = pipeline.prepare_source(read_image(source), path=source)
+    frames = pipeline.talk(prepared, speech)
+    if output is None:
+        return frames
+    from ..audio import frame_count
+
+    total = frame_count(speech.duration, pipeline.config.fps)
+    with VideoWriter(output, pipeline.config.fps, audio=speech) as writer:
+        for frame in progress(frames, total=total, desc="talk", enabled=show_progress):
+            writer.write(frame)
+    return Path(output)

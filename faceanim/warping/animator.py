@@ -1,0 +1,44 @@
+"""The coarse-animator interface: one source prepared once, then one output per driving frame.
+
+Every reenactment model offers it (the training-free `warp` engine now; FOMM, face-vid2vid and DaGAN
+later), and FADM's attribute-guided diffusion renderer refines whatever one of them produces. Images
+are uint8 (H, W, 3) RGB; each animator chooses its own source and driving representations (landmarks,
+keypoints with Jacobians, ...), which callers only pass back to it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Iterable, Iterator, Protocol, TypeVar
+
+import numpy as np
+
+SourceT = TypeVar("SourceT")
+DrivingT = TypeVar("DrivingT")
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    """How driving motion is transferred (FOMM's terms).
+
+    relative: the source moves by the driving frame's change from the initial driving frame (keeps the
+      source's face shape); False: the source takes the driving frame's pose and expression as they are.
+    adapt_scale: scale the transferred motion by the ratio of face sizes (FOMM's adapt_movement_scale)."""
+
+    relative: bool = True
+    adapt_scale: bool = False
+
+
+class CoarseAnimator(Protocol, Generic[SourceT, DrivingT]):
+    """What a reenactment model offers to tasks and to FADM's refinement stage."""
+
+    name: str
+
+    def prepare_source(self, image: np.ndarray) -> SourceT:
+        """Work done once per source image (landmarks or keypoints, features, triangulations...)."""
+
+    def driving_motion(self, frames: Iterable[np.ndarray]) -> Iterator[DrivingT | None]:
+        """The driving representation of each frame, streamed and in order (None: no face on that frame)."""
+
+    def animate(self, source: SourceT, driving: DrivingT, initial: DrivingT,
+                options: MotionOptions = MotionOptions()) -> np.ndarray:
+        """The source image moved like `driving` (relative to `initial`, the first driving frame)."""
