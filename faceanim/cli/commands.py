@@ -34,7 +34,7 @@ def _method_task(task: str):
 
 TASK_INPUTS = {"reenact": ("source", "driving"), "talk": ("source", "audio"), "edit": ("video",)}
 TASK_SETTINGS = {
-    "reenact": ("preset_name", "adapt_scale", "smoothing", "detector"),
+    "reenact": ("preset_name", "adapt_scale", "smoothing", "motion_limit", "detector"),
     "talk": ("preset_name", "fps", "still", "head_amplitude", "head_speed", "blink_rate", "seed", "max_opening",
              "detector"),
     "edit": (),
@@ -51,6 +51,8 @@ def _add_warp_options(p: argparse.ArgumentParser, task: str) -> None:
         group.add_argument("--adapt-scale", action="store_true", default=None,
                            help="scale head motion by the ratio of face sizes (FOMM's adapt_movement_scale)")
         group.add_argument("--smoothing", type=float, help="driving landmark smoothing, sigma in frames (default 1)")
+        group.add_argument("--motion-limit", type=float,
+                           help="soft limit on landmark motion in face widths (default 0.1; 0 = none)")
     if task == "talk":
         group.add_argument("--fps", type=float, help="output frame rate (default 25)")
         group.add_argument("--still", action="store_true", default=None, help="no idle head motion (blinks stay)")

@@ -21,11 +21,13 @@ import numpy as np
 
 from ...errors import InputError
 from ...face import inner_mouth_opening
+from ...face.masks import face_width
 from .expression import set_mouth
 
 RIGID = np.array([27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45])   # nose bridge and base, eye corners
 LIP_PAIRS = [(61, 67), (62, 66), (63, 65)]                        # upper / lower inner lip
 LID_PAIRS = [(37, 41), (38, 40), (43, 47), (44, 46)]              # upper / lower eyelid
+MOUTH = np.arange(48, 68)
 
 
 NEIGHBOURS = 8          # landmarks each local driving -> source map is fitted on
@@ -100,16 +102,18 @@ class MotionTransfer:
     similarity aligning the first driving face to the source face (the source then takes on the driving
     face's shape). adapt_scale: motion is scaled by the ratio of face sizes measured as sqrt(hull area)
     (FOMM's adapt_movement_scale); by default by the rigid alignment's scale (eye-corner and nose
-    distances), the same up to face shape."""
+    distances), the same up to face shape. motion_limit: displacements beyond about this many source face
+    widths are compressed smoothly (0 = no limit), see `_soft_limit`."""
 
     def __init__(self, source: np.ndarray, driving_initial: np.ndarray, *, relative: bool = True,
-                 adapt_scale: bool = False):
+                 adapt_scale: bool = False, motion_limit: float = 0.1):
         self.source = _check(source, "source")
         self.initial = _check(driving_initial, "first driving frame")
         self.relative = relative
         self.align = fit_similarity(self.initial[RIGID], self.source[RIGID])   # driving_0 frame -> source frame
         self.centre = self.source[RIGID].mean(axis=0)
         self.source_opening = inner_mouth_opening(self.source)
+        self.motion_limit = motion_limit * face_width(self.source)
         self.initial_opening = inner_mouth_opening(self.initial)
         # motion is carried in image axes, scaled to the source face (not rotated into it)
         self.motion_scale = float(np.sqrt(abs(np.linalg.det(self.align[:, :2]))))
@@ -122,7 +126,19 @@ class MotionTransfer:
         landmarks) for one driving frame."""
         in_plane = fit_similarity(self.initial[RIGID], driving[RIGID])
         displacement = apply(invert(in_plane), driving) - self.initial          # in the first driving frame
-        return self._in_source(in_plane), np.einsum("kij,kj->ki", self.maps, displacement)
+        displacement = np.einsum("kij,kj->ki", self.maps, displacement)
+        return self._in_source(in_plane), self._soft_limit(displacement)
+
+    def _soft_limit(self, displacement: np.ndarray) -> np.ndarray:
+        """Compress displacements longer than about `motion_limit` smoothly (tanh): a driving head turned
+        by 30 degrees moves the far cheek and outline by a third of the face, which a 2D warp can only
+        render by crushing that side of the source face. The mouth is exempt (its opening is set exactly)."""
+        if self.motion_limit <= 0:
+            return displacement
+        length = np.linalg.norm(displacement, axis=1, keepdims=True)
+        limited = displacement * (self.motion_limit * np.tanh(length / self.motion_limit) / np.maximum(length, 1e-9))
+        limited[MOUTH] = displacement[MOUTH]
+        return limited
 
     def _in_source(self, in_plane: np.ndarray) -> np.ndarray:
         """The driving in-plane pose change as a similarity about the source face centre."""
@@ -138,8 +154,8 @@ class MotionTransfer:
             return keep_gaps_open(apply(self.align, driving))
         in_plane, displacement = self.decompose(driving)
         target = keep_gaps_open(apply(in_plane, self.source + displacement))
-        opening = self.source_opening + inner_mouth_opening(driving) - self.initial_opening
-        return set_mouth(target, opening=max(opening, 0.0))
+        opening = max(self.source_opening + inner_mouth_opening(driving) - self.initial_opening, 0.0)
+        return set_mouth(target, opening=opening)
 
 
 def _check(landmarks: np.ndarray, what: str) -> np.ndarray:

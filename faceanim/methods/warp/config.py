@@ -13,6 +13,8 @@ class WarpConfig:
     relative: bool = True          # move the source by the driving change from its first frame (False: absolute)
     adapt_scale: bool = False      # scale head translation by the face-size ratio (sqrt hull area, as FOMM)
     smoothing: float = 1.0         # sigma in frames of the driving expression smoothing (0 = off)
+    motion_limit: float = 0.1      # soft limit on landmark motion, in face widths (0 = none): big head turns
+                                   # are compressed instead of crushing one side of the face
     head_smoothing: float = 2.0    # sigma in frames of the driving head-motion smoothing (the tracker's)
     # talking head (photo + speech)
     fps: float = 25.0
@@ -29,6 +31,7 @@ class WarpConfig:
 
     def __post_init__(self):
         checks = [(self.smoothing >= 0 and self.head_smoothing >= 0, "smoothing must be >= 0"),
+                  (0 <= self.motion_limit <= 1, "motion_limit must be in [0, 1] face widths"),
                   (0 < self.fps <= 240, "fps must be in (0, 240]"),
                   (0 < self.max_opening <= 0.6, "max_opening must be in (0, 0.6]"),
                   (self.head_amplitude >= 0 and self.head_speed > 0, "head amplitude >= 0 and speed > 0"),

@@ -86,7 +86,7 @@ class WarpPipeline:
         """One output frame: the source moved like `driving` (relative to `initial`)."""
         options = options or MotionOptions(self.config.relative, self.config.adapt_scale)
         transfer = MotionTransfer(source.landmarks, initial, relative=options.relative,
-                                  adapt_scale=options.adapt_scale)
+                                  adapt_scale=options.adapt_scale, motion_limit=self.config.motion_limit)
         return source.warper.warp(transfer(driving))
 
     # -- whole clips -------------------------------------------------------------------------------
@@ -99,7 +99,8 @@ class WarpPipeline:
             if driving is not None:
                 if transfer is None:
                     transfer = MotionTransfer(source.landmarks, driving, relative=self.config.relative,
-                                              adapt_scale=self.config.adapt_scale)
+                                              adapt_scale=self.config.adapt_scale,
+                                              motion_limit=self.config.motion_limit)
                 target = transfer(driving)
             yield source.warper.warp(target)
         if transfer is None:

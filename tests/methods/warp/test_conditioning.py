@@ -33,7 +33,7 @@ def test_first_driving_frame_gives_the_source(source):
 def test_expression_and_pose_are_normalised_to_the_source_face(source):
     to_driving = similarity(0, 0.5, (10, 10))            # the driving face is half the size
     initial = apply(to_driving, source)
-    transfer = MotionTransfer(source, initial)
+    transfer = MotionTransfer(source, initial, motion_limit=0)
     brows_up = initial.copy()
     brows_up[17:27, 1] -= 3                              # 3 driving pixels = 6 source pixels
     target = transfer(brows_up)
@@ -81,3 +81,18 @@ def test_crossing_lips_and_lids_are_undone(source):
     assert np.allclose(fixed[62], fixed[66])
     with pytest.raises(Exception, match="68 finite"):
         MotionTransfer(source, np.zeros((5, 2)))
+
+
+def test_motion_limit_compresses_big_motions_but_not_the_mouth(source):
+    initial = apply(similarity(0, 0.5, (0, 0)), source)
+    limited, free = MotionTransfer(source, initial), MotionTransfer(source, initial, motion_limit=0)
+    width = np.linalg.norm(source[16] - source[0])
+    for shift, expected_ratio in ((1.0, 0.99), (0.3 * width, 0.4)):   # driving px -> twice in source px
+        driving = initial.copy()
+        driving[:17, 0] += shift / 2                           # the outline slides sideways (a head turn)
+        moved = (limited(driving) - source)[:17, 0].mean()
+        assert moved / (free(driving) - source)[:17, 0].mean() == pytest.approx(expected_ratio, abs=0.1)
+        assert moved <= 0.1 * width + 1e-6
+    wide_open = initial.copy()
+    wide_open[[56, 57, 58, 65, 66, 67], 1] += 0.2 * width / 2
+    assert inner_mouth_opening(limited(wide_open)) == pytest.approx(inner_mouth_opening(free(wide_open)), abs=0.01)
