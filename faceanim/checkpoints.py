@@ -180,7 +180,8 @@ class LoadReport:
         return "; ".join(parts) or "all keys match"
 
 
-def load_into(module, state_dict: Mapping, *, strict: bool = True, source: str | os.PathLike = "checkpoint") -> LoadReport:
+def load_into(module, state_dict: Mapping, *, strict: bool = True,
+              source: str | os.PathLike = "checkpoint") -> LoadReport:
     """Load `state_dict` into `module`, reporting missing, unexpected and wrongly shaped keys.
 
     strict=True raises CheckpointError naming the file and the first offending keys."""

@@ -15,7 +15,8 @@ def mono_samples(audio: Any) -> tuple[np.ndarray, int]:
     """Return `(samples float32 (N,), sample_rate)`; 2-D input is averaged over its channel axis.
 
     For 2-D input the shorter axis is taken as the channels ((N, C) and (C, N) both work). Integer
-    PCM (signed, or unsigned with its midpoint as zero) is scaled to [-1, 1). Bad input raises `InputError` naming the audio's path when it has one."""
+    PCM (signed, or unsigned with its midpoint as zero) is scaled to [-1, 1). Bad input raises `InputError`
+    naming the audio's path when it has one."""
     if hasattr(audio, "samples") and hasattr(audio, "sample_rate"):
         samples, rate = audio.samples, audio.sample_rate
     elif isinstance(audio, (tuple, list)) and len(audio) == 2:

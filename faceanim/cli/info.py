@@ -99,7 +99,10 @@ def run_info(checkpoints: list[str] = (), as_json: bool = False) -> int:
         print(f"  {name:15s} {m['status']:12s} {'/'.join(m['tasks']):14s} {m['paper']}")
     print("weights:")
     for name, state in info["weights"].items():
-        print(f"  {name:28s} {state}")
+        entries = state.items() if isinstance(state, dict) else [("", state)]
+        for file_name, file_state in entries:
+            label = f"{name} {file_name}".strip()
+            print(f"  {label:28s} {file_state}")
     for ck in info["checkpoints"]:
         print(f"checkpoint {ck['path']}\n  sha256 {ck['sha256']}")
         for comp, desc in ck["components"].items():

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceanim", description="Face reenactment, talking heads and "
                                      "face-video editing.")
     parser.add_argument("--version", action="version", version=f"faceanim {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details (checkpoint hashes, timings)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress details (checkpoint hashes, timings)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in (commands.add_reenact, commands.add_talk, commands.add_edit, commands.add_train,
                      commands.add_preprocess, commands.add_evaluate, commands.add_convert, commands.add_info,

@@ -42,7 +42,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 def _check_output(path: Path, kind: str) -> None:
     wanted = VIDEO_SUFFIXES if kind == "video" else IMAGE_SUFFIXES
     if path.suffix.lower() not in wanted:
-        raise InputError(path, f"the output for {'an' if kind == 'image' else 'a'} {kind} input must end in {', '.join(wanted)}")
+        article = "an" if kind == "image" else "a"
+        raise InputError(path, f"the output for {article} {kind} input must end in {', '.join(wanted)}")
 
 
 def track_file(args: argparse.Namespace) -> int:
