@@ -21,11 +21,10 @@ import numpy as np
 
 from ...errors import InputError
 from ...face import inner_mouth_opening
-from ...face.masks import face_width
+from ...face.masks import INNER_LIP_PAIRS, face_width
 from .expression import set_mouth
 
 RIGID = np.array([27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45])   # nose bridge and base, eye corners
-LIP_PAIRS = [(61, 67), (62, 66), (63, 65)]                        # upper / lower inner lip
 LID_PAIRS = [(37, 41), (38, 40), (43, 47), (44, 46)]              # upper / lower eyelid
 MOUTH = np.arange(48, 68)
 
@@ -83,7 +82,7 @@ def keep_gaps_open(landmarks: np.ndarray) -> np.ndarray:
     at their midpoint. Measured along the face's own vertical axis, so rotated faces work."""
     out = landmarks.copy()
     down = _face_down_axis(landmarks)
-    for upper, lower in LIP_PAIRS + LID_PAIRS:
+    for upper, lower in [*INNER_LIP_PAIRS, *LID_PAIRS]:
         if (out[lower] - out[upper]) @ down < 0:
             out[upper] = out[lower] = (out[upper] + out[lower]) / 2
     return out

@@ -14,11 +14,11 @@ import numpy as np
 
 from ...errors import InputError
 from ...face import head_pose
+from ...face.masks import INNER_LIP_PAIRS
 from ...face.pose import MODEL_3D, POSE_POINTS
 
 # Points that expressions hardly move (eye corners, nose): the frame's centre.
 _STABLE_POINTS = [27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45]
-_INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # as `inner_mouth_opening` measures them
 _EYELID_PAIRS = (((37, 41), (38, 40)), ((43, 47), (44, 46)))  # (upper, lower), image-left eye first
 _LIPS = slice(48, 68)
 _UPPER_OUTER_LIP = slice(49, 54)
@@ -227,7 +227,7 @@ def _shape_lips(local: np.ndarray, width: float, rounding: float) -> np.ndarray:
 
 def _inner_gap(local: np.ndarray) -> float:
     """The mean distance between facing inner lip points, in pixels."""
-    return float(np.mean([np.linalg.norm(local[lower] - local[upper]) for upper, lower in _INNER_LIP_PAIRS]))
+    return float(np.mean([np.linalg.norm(local[lower] - local[upper]) for upper, lower in INNER_LIP_PAIRS]))
 
 
 def _open_jaw(local: np.ndarray, target_gap: float) -> np.ndarray:
@@ -253,7 +253,7 @@ def _close_to(local: np.ndarray, share: float) -> np.ndarray:
     rest of the lower lip and the jaw up by the lower inner lip's mean rise, as they follow it."""
     moved = local.copy()
     rises = []
-    for upper, lower in _INNER_LIP_PAIRS:
+    for upper, lower in INNER_LIP_PAIRS:
         target = local[upper] + share * (local[lower] - local[upper])
         rises.append(target[1] - local[lower, 1])
         moved[lower] = target

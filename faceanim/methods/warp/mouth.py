@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ...face import inner_mouth_opening
+from ...face.masks import face_width
 
 INNER_LIPS = list(range(60, 68))
 OUTER_LIPS = list(range(48, 60))
@@ -75,11 +76,6 @@ def mouth_frame(landmarks: np.ndarray) -> MouthFrame:
     upper = np.stack(frame.to_mouth(points[UPPER_INNER]), axis=1)
     lower = np.stack(frame.to_mouth(points[LOWER_INNER]), axis=1)
     return dataclasses.replace(frame, upper=upper, lower=lower)
-
-
-def face_width(landmarks: np.ndarray) -> float:
-    """Jaw end to jaw end (points 0 and 16), pixels: the scale of a face."""
-    return max(float(np.linalg.norm(landmarks[16] - landmarks[0])), 1e-6)
 
 
 def _integer_box(points: np.ndarray, margin: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
