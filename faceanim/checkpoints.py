@@ -11,6 +11,7 @@ A converted model is a folder with `config.json` + `model.safetensors` (`save_pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -59,7 +60,14 @@ def _numpy_safe_globals() -> list:
     return entries
 
 
-def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, computed once per file version (path, size, modification time)."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -30,6 +30,13 @@ class MethodSpec:
     pipeline: str | None = None     # "module:Class", None until implemented
     weights: tuple[WeightSpec, ...] = field(default_factory=tuple)
 
+    def pipeline_class_for(self, task: str):
+        """The pipeline class, if this method does `task` and is implemented; else a clear error (exit 2)."""
+        if task not in self.tasks:
+            raise NotImplementedMethodError(
+                f"method '{self.name}' does not do '{task}' (methods for {task}: {', '.join(methods_for(task))})")
+        return self.load_pipeline_class()
+
     def load_pipeline_class(self):
         if self.pipeline is None:
             raise NotImplementedMethodError(

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..media.audio import Audio
 
 
 def mono_samples(audio: Any) -> tuple[np.ndarray, int]:
@@ -45,9 +46,5 @@ def mono_samples(audio: Any) -> tuple[np.ndarray, int]:
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Band-limited resampling with soxr (identity when the rates already match)."""
-    if from_rate == to_rate or samples.size == 0:
-        return samples
-    import soxr
-
-    return np.ascontiguousarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
+    """Band-limited resampling (`faceanim.media.Audio.resample`: soxr; identity when the rates match)."""
+    return Audio(samples, from_rate).resample(to_rate).samples

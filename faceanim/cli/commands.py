@@ -7,18 +7,9 @@ from ..errors import NotImplementedMethodError
 from ..registry import get_method, list_methods, methods_for
 
 
-def _require_method(task: str, name: str):
-    """The pipeline class of `name` for `task`, or a clear 'not implemented' error (exit 2)."""
-    spec = get_method(name)
-    if task not in spec.tasks:
-        raise NotImplementedMethodError(
-            f"method '{name}' does not do '{task}' (methods for {task}: {', '.join(methods_for(task))})")
-    return spec.load_pipeline_class()
-
-
 def _method_task(task: str):
     def run(args: argparse.Namespace) -> int:
-        _require_method(task, args.method)
+        get_method(args.method).pipeline_class_for(task)  # says so (exit 2) if it does not do this yet
         from ..tasks import animate
 
         settings = {key: getattr(args, key) for key in TASK_SETTINGS[task] if getattr(args, key, None) is not None}

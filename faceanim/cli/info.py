@@ -50,11 +50,8 @@ def _weights_found() -> dict:
 def describe_checkpoint(path: str) -> dict:
     from ..checkpoints import load_checkpoint, sha256
 
-    obj = load_checkpoint(path)
-    if Path(path).is_file():
-        digest = sha256(path)
-    else:
-        digest = sha256(Path(path) / "model.safetensors")
+    obj = load_checkpoint(path)  # hashes the file; sha256 below reuses that
+    digest = sha256(path if Path(path).is_file() else Path(path) / "model.safetensors")
     summary = {"path": str(path), "sha256": digest}
     summary["components"] = {key: _count_tensors(value) for key, value in obj.items()} if isinstance(obj, dict) else {}
     return summary

@@ -2,6 +2,7 @@
 streaming tracking, FOMM/FFHQ-style crops and paste-back (dlib and OpenCV on the CPU)."""
 from __future__ import annotations
 
+from ._image import as_landmarks, as_rgb_image
 from ._models import dlib_model_status
 from .crop import (CropSmoother, CropTransform, FFHQAligner, ffhq_align, ffhq_quad, fomm_box, fomm_crop,
                    warp_to_crop)
@@ -24,5 +25,5 @@ __all__ = [
     "CropTransform", "fomm_box", "fomm_crop", "ffhq_quad", "ffhq_align", "FFHQAligner", "CropSmoother",
     "warp_to_crop",
     "paste_back", "prepare_paste_back", "PastePlan",
-    "largest_face", "dlib_model_status",
+    "largest_face", "dlib_model_status", "as_landmarks", "as_rgb_image",
 ]

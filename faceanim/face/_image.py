@@ -5,15 +5,14 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..media.outputs import rgb_array_problem
 
 
 def as_rgb_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     """`image` as a C-contiguous uint8 (H, W, 3) array (dlib needs that); InputError if it is not one."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise InputError(None, f"{what}: expected a uint8 RGB array (H, W, 3), got {got}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise InputError(None, f"{what}: empty image of shape {image.shape}")
+    problem = rgb_array_problem(image)
+    if problem:
+        raise InputError(None, f"{what}: {problem}")
     return np.ascontiguousarray(image)
 
 

@@ -22,6 +22,14 @@ _BOX_SIDE_PER_SPREAD = 5.45
 _BOX_DROP_PER_SPREAD = 0.30
 
 
+def eye_axis(landmarks: np.ndarray) -> np.ndarray:
+    """The face's own horizontal direction (unit vector): from the image-left eye's centre to the other's.
+    Turned 90 degrees, (-y, x) points towards the chin and (y, -x) towards the forehead."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    line = points[42:48].mean(axis=0) - points[36:42].mean(axis=0)
+    return line / max(float(np.linalg.norm(line)), 1e-9)
+
+
 def head_frame(landmarks: np.ndarray) -> tuple[np.ndarray, float, float]:
     """The rigid part of a face: (centroid of the stable points, their RMS spread, eye-line angle in
     radians, image y down); expression hardly changes it, head motion does."""

@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import InputError
 from ._image import as_landmarks
 from .detect import Box
+from .landmarks import eye_axis
 
 JAW = slice(0, 17)
 BROWS = slice(17, 27)
@@ -22,9 +23,8 @@ def face_width(landmarks: np.ndarray) -> float:
 
 def _face_up(points: np.ndarray) -> np.ndarray:
     """The face's own "up" direction (unit vector): perpendicular to the line between the eyes."""
-    eye_line = points[42:48].mean(axis=0) - points[36:42].mean(axis=0)
-    eye_line /= max(np.linalg.norm(eye_line), 1e-9)
-    return np.array([eye_line[1], -eye_line[0]])
+    across = eye_axis(points)
+    return np.array([across[1], -across[0]])
 
 
 def face_outline(landmarks: np.ndarray, forehead: float = 0.3) -> np.ndarray:

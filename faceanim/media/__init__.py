@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audio import Audio, read_audio, write_wav
 from .image import read_image, write_image
+from .outputs import check_output_path, rgb_array_problem
 from .limits import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_SIDE, MAX_VIDEO_PIXELS, MIN_SIDE, MIN_VIDEO_SIDE
 from .probe import MediaInfo, probe
 from .video import VideoReader, VideoWriter
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VideoReader", "VideoWriter", "Audio", "read_audio", "write_wav", "read_image", "write_image",
-    "probe", "MediaInfo", "to_tensor", "from_tensor",
+    "probe", "MediaInfo", "to_tensor", "from_tensor", "check_output_path", "rgb_array_problem",
     "MAX_IMAGE_PIXELS", "MAX_VIDEO_PIXELS", "MAX_SIDE", "MIN_SIDE", "MIN_VIDEO_SIDE", "MAX_AUDIO_SECONDS",
 ]
 

@@ -18,10 +18,10 @@ from ..errors import InputError
 from ..fileio import atomic_path
 from .inputs import check_input_file
 from .limits import MAX_IMAGE_PIXELS, MAX_SIDE, MIN_SIDE
+from .outputs import IMAGE_WRITE_FORMATS, rgb_array_problem
 
 # Pillow format names accepted (MPO is what many cameras' JPEGs open as).
 IMAGE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WebP", "BMP": "BMP"}
-WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 BACKGROUND = 255  # grey level that transparent pixels are composited onto
 
 
@@ -109,14 +109,14 @@ def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95) -> Path:
-    """Write a uint8 (H, W, 3) RGB array as PNG or JPEG (chosen by the suffix), atomically."""
+    """Write a uint8 (H, W, 3) RGB array as PNG, JPEG, WebP or BMP (chosen by the suffix), atomically."""
     path = Path(path)
-    image_format = WRITE_FORMATS.get(path.suffix.lower())
+    image_format = IMAGE_WRITE_FORMATS.get(path.suffix.lower())
     if image_format is None:
-        raise ValueError(f"{path}: the image file name must end in one of {', '.join(WRITE_FORMATS)}")
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"an image must be a uint8 (H, W, 3) RGB array, got "
-                         f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
+        raise ValueError(f"{path}: the image file name must end in one of {', '.join(IMAGE_WRITE_FORMATS)}")
+    problem = rgb_array_problem(image)
+    if problem:
+        raise ValueError(f"write_image: {problem}")
     options = {"quality": quality} if image_format == "JPEG" else {}
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=image_format, **options)

@@ -23,6 +23,7 @@ from ..fileio import atomic_path
 from .inputs import check_input_file, ffmpeg_reason, is_still_image_container, open_container, video_streams
 from .limits import MAX_SIDE, MAX_VIDEO_PIXELS, MIN_VIDEO_SIDE
 from .orientation import apply_orientation, clockwise_rotation, frame_orientation
+from .outputs import VIDEO_SUFFIXES, rgb_array_problem
 from .timing import constant_rate, is_variable_rate
 
 if TYPE_CHECKING:
@@ -279,7 +280,6 @@ class VideoReader:
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 
 
 def pad_to_even(frame: np.ndarray) -> np.ndarray:
@@ -291,11 +291,9 @@ def pad_to_even(frame: np.ndarray) -> np.ndarray:
 
 
 def _checked_rgb_frame(frame: object) -> np.ndarray:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        described = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"a video frame must be a uint8 (H, W, 3) RGB array, got {described}")
-    if min(frame.shape[:2]) < 1:
-        raise ValueError(f"a video frame cannot be empty, got shape {frame.shape}")
+    problem = rgb_array_problem(frame)
+    if problem:
+        raise ValueError(f"video frame: {problem}")
     return frame
 
 

@@ -12,25 +12,13 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError
-from ..media import VideoReader, VideoWriter, read_audio, read_image
+from ..media import VideoReader, VideoWriter, check_output_path, read_audio, read_image
 from ..progress import progress
 from ..registry import get_method
 
-VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
-
-
 def load_pipeline(task: str, method: str, checkpoint: str | os.PathLike | None = None, **settings):
     """The method's pipeline, built from its weights/settings (`from_pretrained`)."""
-    spec = get_method(method)
-    if task not in spec.tasks:
-        raise InputError(None, f"method '{method}' does not do {task}")
-    return spec.load_pipeline_class().from_pretrained(checkpoint, **settings)
-
-
-def _check_output(output: str | os.PathLike | None) -> None:
-    if output is not None and Path(output).suffix.lower() not in VIDEO_OUTPUTS:
-        raise InputError(output, f"the output must be a video file ({', '.join(VIDEO_OUTPUTS)})")
+    return get_method(method).pipeline_class_for(task).from_pretrained(checkpoint, **settings)
 
 
 def reenact(source: str | os.PathLike, driving: str | os.PathLike, output: str | os.PathLike | None = None, *,
@@ -38,7 +26,8 @@ def reenact(source: str | os.PathLike, driving: str | os.PathLike, output: str |
             **settings) -> Path | Iterator[np.ndarray]:
     """Animate the photo `source` with the video `driving`; write `output` (returned) or, when it is
     None, return an iterator over the output frames (uint8 (H, W, 3) RGB, the photo's size)."""
-    _check_output(output)
+    if output is not None:
+        check_output_path(output, "video")
     pipeline = load_pipeline("reenact", method, checkpoint, **settings)
     prepared = pipeline.prepare_source(read_image(source), path=source)
     if output is None:
@@ -63,7 +52,8 @@ def talk(source: str | os.PathLike, audio: str | os.PathLike, output: str | os.P
          **settings) -> Path | Iterator[np.ndarray]:
     """Make the photo `source` speak `audio` (any format PyAV decodes); write `output` (returned) or
     return an iterator over the frames. The video lasts as long as the audio (to the nearest frame)."""
-    _check_output(output)
+    if output is not None:
+        check_output_path(output, "video")
     pipeline = load_pipeline("talk", method, checkpoint, **settings)
     speech = read_audio(audio, sample_rate=None)
     prepared = pipeline.prepare_source(read_image(source), path=source)

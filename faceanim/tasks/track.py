@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InputError, NoFaceError
 from ..face import FaceEmbedder, FaceTracker, largest_face, paste_back
 from ..face.video import plan_crops, track_video
-from ..media import VideoReader, VideoWriter, probe, read_image, write_image
+from ..media import VideoReader, VideoWriter, check_output_path, probe, read_image, write_image
 from ..progress import progress
 
 def _tracker(args: argparse.Namespace) -> FaceTracker:
@@ -35,25 +35,14 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def _check_output(path: Path, kind: str) -> None:
-    wanted = VIDEO_SUFFIXES if kind == "video" else IMAGE_SUFFIXES
-    if path.suffix.lower() not in wanted:
-        article = "an" if kind == "image" else "a"
-        raise InputError(path, f"the output for {article} {kind} input must end in {', '.join(wanted)}")
-
-
 def track_file(args: argparse.Namespace) -> int:
     source, output = Path(args.input), Path(args.output)
     kind = probe(source).kind
     if kind == "audio":
         raise InputError(source, "has no picture (an audio file): give a video or a photo")
-    _check_output(output, kind)
+    check_output_path(output, kind)
     if args.crops:
-        _check_output(Path(args.crops), kind)
+        check_output_path(args.crops, kind)
     if kind == "image":
         return _track_photo(source, output, args)
     track = track_video(source, tracker=_tracker(args))

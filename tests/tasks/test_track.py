@@ -52,3 +52,14 @@ def test_choose_the_face_by_reference_photo_or_index(astronaut, shared_testdata,
         assert main(["track", str(pair), "-o", str(tmp_path / "out.png"), *extra]) == 0
         x = float(capsys.readouterr().out.split("face at [")[1].split()[0].rstrip("."))
         assert (x > 256) == (side == "right"), (extra, x)
+
+
+def test_photo_outputs_in_every_format_the_writer_knows(astronaut, tmp_path, capsys):
+    """Regression: `track` accepted .webp/.bmp outputs that the image writer then refused (a traceback)."""
+    from faceanim.media.outputs import IMAGE_WRITE_FORMATS
+
+    photo = write_image(tmp_path / "astronaut.png", astronaut)
+    for suffix in IMAGE_WRITE_FORMATS:
+        out = tmp_path / f"pasted{suffix}"
+        assert main(["track", str(photo), "-o", str(out), "--crops", str(tmp_path / f"crop{suffix}")]) == 0
+        assert read_image(out).shape == astronaut.shape and read_image(tmp_path / f"crop{suffix}").shape == (256, 256, 3)

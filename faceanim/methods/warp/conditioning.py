@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import InputError
-from ...face import inner_mouth_opening
+from ...face import as_landmarks, inner_mouth_opening
+from ...face.landmarks import eye_axis
 from ...face.masks import INNER_LIP_PAIRS, face_width
 from .expression import set_mouth
 
@@ -81,17 +81,12 @@ def keep_gaps_open(landmarks: np.ndarray) -> np.ndarray:
     """Undo crossings (a lower lip above the upper lip, an eyelid through the other): such points meet
     at their midpoint. Measured along the face's own vertical axis, so rotated faces work."""
     out = landmarks.copy()
-    down = _face_down_axis(landmarks)
+    across = eye_axis(landmarks)
+    down = np.array([-across[1], across[0]])
     for upper, lower in [*INNER_LIP_PAIRS, *LID_PAIRS]:
         if (out[lower] - out[upper]) @ down < 0:
             out[upper] = out[lower] = (out[upper] + out[lower]) / 2
     return out
-
-
-def _face_down_axis(landmarks: np.ndarray) -> np.ndarray:
-    across = landmarks[45] - landmarks[36]
-    across = across / max(np.linalg.norm(across), 1e-9)
-    return np.array([-across[1], across[0]])
 
 
 class MotionTransfer:
@@ -106,8 +101,8 @@ class MotionTransfer:
 
     def __init__(self, source: np.ndarray, driving_initial: np.ndarray, *, relative: bool = True,
                  adapt_scale: bool = False, motion_limit: float = 0.1):
-        self.source = _check(source, "source")
-        self.initial = _check(driving_initial, "first driving frame")
+        self.source = as_landmarks(source, "source")
+        self.initial = as_landmarks(driving_initial, "first driving frame")
         self.relative = relative
         self.align = fit_similarity(self.initial[RIGID], self.source[RIGID])   # driving_0 frame -> source frame
         self.centre = self.source[RIGID].mean(axis=0)
@@ -148,7 +143,7 @@ class MotionTransfer:
 
     def __call__(self, driving: np.ndarray) -> np.ndarray:
         """Target landmarks for one driving frame."""
-        driving = _check(driving, "driving frame")
+        driving = as_landmarks(driving, "driving frame")
         if not self.relative:
             return keep_gaps_open(apply(self.align, driving))
         in_plane, displacement = self.decompose(driving)
@@ -156,9 +151,3 @@ class MotionTransfer:
         opening = max(self.source_opening + inner_mouth_opening(driving) - self.initial_opening, 0.0)
         return set_mouth(target, opening=opening)
 
-
-def _check(landmarks: np.ndarray, what: str) -> np.ndarray:
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    if landmarks.shape != (68, 2) or not np.isfinite(landmarks).all():
-        raise InputError(None, f"{what}: expected 68 finite (x, y) landmarks, got shape {landmarks.shape}")
-    return landmarks

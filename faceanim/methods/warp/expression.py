@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 
 from ...errors import InputError
-from ...face import head_pose
+from ...face import as_landmarks, head_pose
+from ...face.landmarks import STABLE_POINTS, eye_axis
 from ...face.masks import INNER_LIP_PAIRS
 from ...face.pose import MODEL_3D, POSE_POINTS
 
 # Points that expressions hardly move (eye corners, nose): the frame's centre.
-_STABLE_POINTS = [27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45]
 _EYELID_PAIRS = (((37, 41), (38, 40)), ((43, 47), (44, 46)))  # (upper, lower), image-left eye first
 _LIPS = slice(48, 68)
 _UPPER_OUTER_LIP = slice(49, 54)
@@ -63,12 +63,11 @@ def face_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(centre (2,), unit x axis (2,), face width): the centroid of the eye corners and nose, the
     direction from the image-left eye to the other, and the jaw width (points 0-16) in pixels.
     The frame's y axis is the x axis turned 90 degrees towards the chin."""
-    points = _checked(landmarks)
-    eye_line = points[42:48].mean(axis=0) - points[36:42].mean(axis=0)
+    points = as_landmarks(landmarks)
     width = float(np.linalg.norm(points[16] - points[0]))
-    if np.linalg.norm(eye_line) < 1e-6 or width < 1e-6:
+    if np.linalg.norm(points[42:48].mean(axis=0) - points[36:42].mean(axis=0)) < 1e-6 or width < 1e-6:
         raise InputError(None, "landmarks: degenerate face (eyes or jaw ends coincide)")
-    return points[_STABLE_POINTS].mean(axis=0), eye_line / np.linalg.norm(eye_line), width
+    return points[STABLE_POINTS].mean(axis=0), eye_axis(points), width
 
 
 def set_mouth(landmarks: np.ndarray, *, opening: float, width: float = 0.0, rounding: float = 0.0) -> np.ndarray:
@@ -85,7 +84,7 @@ def set_mouth(landmarks: np.ndarray, *, opening: float, width: float = 0.0, roun
         raise InputError(None, f"mouth width change must be > -1, got {width}")
     if not (np.isfinite(rounding) and 0 <= rounding <= 1):
         raise InputError(None, f"lip rounding must be in [0, 1], got {rounding}")
-    points = _checked(landmarks)
+    points = as_landmarks(landmarks)
     frame = face_frame(points)
     face_width = frame[2]
     local = _shape_lips(_to_local(points, frame), width, rounding)
@@ -98,7 +97,7 @@ def close_eyes(landmarks: np.ndarray, closure: float | tuple[float, float]) -> n
     amounts = (closure, closure) if np.ndim(closure) == 0 else tuple(closure)
     if len(amounts) != 2 or not all(np.isfinite(a) and 0 <= a <= 1 for a in amounts):
         raise InputError(None, f"eye closure must be in [0, 1] (one value or two), got {closure}")
-    points = _checked(landmarks).copy()
+    points = as_landmarks(landmarks).copy()
     for amount, eyelids in zip(amounts, _EYELID_PAIRS):
         for upper, lower in eyelids:
             points[upper] += amount * (points[lower] - points[upper])
@@ -120,7 +119,7 @@ def rotate_head(landmarks: np.ndarray, *, yaw: float = 0.0, pitch: float = 0.0, 
     values = np.array([yaw, pitch, roll, scale, *shift], dtype=np.float64)
     if not np.isfinite(values).all() or scale <= 0:
         raise InputError(None, f"head motion must be finite with scale > 0, got {values.tolist()}")
-    points = _checked(landmarks)
+    points = as_landmarks(landmarks)
     centre, _, face_width = face_frame(points)
     turn = _head_turner(points, face_width)
     turned = turn(*_as_measured(turn, yaw, pitch, face_width)) if yaw or pitch else points
@@ -189,13 +188,6 @@ def _head_coordinates(points: np.ndarray, rotation: np.ndarray, pixels_per_mm: f
     in_camera = (points - origin) / pixels_per_mm - depth[:, None] * rotation[:2, 2]
     planar = np.linalg.solve(rotation[:2, :2], in_camera.T).T  # rotation[:2, :2] is regular short of 90 degrees
     return np.column_stack([planar, depth])
-
-
-def _checked(landmarks: np.ndarray) -> np.ndarray:
-    points = np.asarray(landmarks, dtype=np.float64)
-    if points.shape != (68, 2) or not np.isfinite(points).all():
-        raise InputError(None, f"landmarks: expected 68 finite (x, y) points, got an array of shape {points.shape}")
-    return points
 
 
 def _to_local(points: np.ndarray, frame: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:

@@ -17,7 +17,7 @@ from scipy import ndimage
 from scipy.spatial import Delaunay
 
 from ...errors import InputError
-from ...face import box_from_landmarks
+from ...face import as_landmarks, as_rgb_image, box_from_landmarks
 from .mouth import INNER_LIPS, OUTER_LIPS, MouthInterior, mouth_frame, polygon_mask
 
 RING_POINTS = 20
@@ -41,19 +41,10 @@ _TAPER_START, _TAPER_RAMP = 3.0, 6.0
 
 
 def _checked_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise InputError(None, f"warp source: expected a uint8 RGB array (H, W, 3), got {got}")
+    image = as_rgb_image(image, "warp source")
     if min(image.shape[:2]) < 8:
         raise InputError(None, f"warp source: image of {image.shape[1]}x{image.shape[0]} is too small")
     return np.array(image, order="C")  # our own copy: the caller may reuse its buffer
-
-
-def _checked_landmarks(landmarks: np.ndarray, what: str) -> np.ndarray:
-    points = np.asarray(landmarks, dtype=np.float64)
-    if points.shape != (68, 2) or not np.isfinite(points).all():
-        raise InputError(None, f"{what}: expected 68 finite (x, y) points, got an array of shape {points.shape}")
-    return points
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +183,7 @@ class LandmarkWarper:
     def __init__(self, image: np.ndarray, landmarks: np.ndarray, *, region: float = 0.7,
                  render_mouth: bool = True):
         self._image = _checked_image(image)
-        self._landmarks = _checked_landmarks(landmarks, "warp source landmarks")
+        self._landmarks = as_landmarks(landmarks, "warp source landmarks")
         if not (np.isfinite(region) and region > 0):
             raise InputError(None, f"warp: region must be a positive number of face sizes, got {region}")
         face_size = box_from_landmarks(self._landmarks).width
@@ -270,7 +261,7 @@ class LandmarkWarper:
 
         Landmarks are held back from moving further than half their distance to the still ring, and
         from folding the face over itself (then they stop where the fold would begin)."""
-        target = self._clamped(_checked_landmarks(target, "warp target landmarks"))
+        target = self._clamped(as_landmarks(target, "warp target landmarks"))
         vertices = self._unfolded(self._mesh.vertices(target) - self._origin)
         target = vertices[:68] + self._origin  # the landmarks as the unfolded mesh places them
         strength = self._mouth.strength(target) if self._mouth is not None else 0.0
