@@ -165,6 +165,15 @@ def _backward_affines(target: np.ndarray, source: np.ndarray) -> np.ndarray:
     return affines
 
 
+def _shift_fraction(rest: np.ndarray, shift: np.ndarray, limits: np.ndarray, steps: int = 20) -> float:
+    """The largest fraction of `shift` (of 1/steps, 2/steps, ...) that takes no more points (68, 2) past
+    their move limits than `rest` alone does."""
+    fractions = np.linspace(1.0, 0.0, steps + 1)
+    moves = rest[None] + fractions[:, None, None] * shift
+    over = (np.linalg.norm(moves, axis=2) > limits[None] + 1e-9).sum(axis=1)
+    return float(fractions[np.argmax(over <= over[-1])])
+
+
 def _inside(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Which points lie strictly inside a polygon."""
     contour = polygon.astype(np.float32).reshape(-1, 1, 2)
@@ -261,9 +270,8 @@ class LandmarkWarper:
 
         Landmarks are held back from moving further than half their distance to the still ring, and
         from folding the face over itself (then they stop where the fold would begin)."""
-        target = self._clamped(as_landmarks(target, "warp target landmarks"))
-        vertices = self._unfolded(self._mesh.vertices(target) - self._origin)
-        target = vertices[:68] + self._origin  # the landmarks as the unfolded mesh places them
+        vertices = self._placed_vertices(target)
+        target = vertices[:68] + self._origin
         strength = self._mouth.strength(target) if self._mouth is not None else 0.0
         map_x, map_y = self._displacement(vertices, target, strength)
         if map_x.shape != self._full_x.shape:
@@ -280,9 +288,22 @@ class LandmarkWarper:
         frame[y0:y1, x0:x1] = warped
         return frame
 
+    def placed_landmarks(self, target: np.ndarray) -> np.ndarray:
+        """(68, 2): where `warp(target)` actually puts the landmarks, after the move limits and unfolding."""
+        return self._placed_vertices(target)[:68] + self._origin
+
+    def _placed_vertices(self, target: np.ndarray) -> np.ndarray:
+        target = self._clamped(as_landmarks(target, "warp target landmarks"))
+        return self._unfolded(self._mesh.vertices(target) - self._origin)
+
     def _clamped(self, target: np.ndarray) -> np.ndarray:
-        """The target with each landmark's move cut to its limit (it may not reach the still ring)."""
+        """The target with each landmark's move cut to its limit (it may not reach the still ring).
+
+        The face's common shift is cut first, as a whole: cutting it point by point near an image border
+        (where the still ring is close) would pin one side of the face while the other moves, squashing it."""
         move = target - self._landmarks
+        shift = move.mean(axis=0)
+        move = move - shift + _shift_fraction(move - shift, shift, self._move_limits) * shift
         length = np.linalg.norm(move, axis=1)
         shrink = np.minimum(1.0, self._move_limits / np.maximum(length, 1e-9))
         return self._landmarks + move * shrink[:, None]

@@ -10,6 +10,7 @@ from PIL import Image
 from faceanim.errors import InputError
 from faceanim.face import (FaceEmbedder, box_from_landmarks, embedding_distance, inner_mouth_opening,
                            largest_face)
+from faceanim.face.masks import face_width
 from faceanim.methods.warp.model import LandmarkWarper
 
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -132,6 +133,27 @@ def test_translation_moves_the_face_by_that(astronaut, astronaut_landmarks, astr
     shift = (found - astronaut_landmarks).mean(axis=0)
     assert np.linalg.norm(shift - [6.0, -4.0]) < 1.5, shift
     np.testing.assert_array_equal(outside(out, astronaut_warper.roi), outside(astronaut, astronaut_warper.roi))
+
+
+@pytest.mark.parametrize("crop_scale", [1.2, 1.4])
+def test_a_face_near_the_border_shifts_less_but_keeps_its_shape(astronaut, crop_scale):
+    """In a tight crop the still ring is cut by the image border: a shift towards it that the ring
+    cannot absorb is cut for the whole face, not point by point (which would pin the near side of the
+    face while the far side moves, squashing it)."""
+    box, _ = largest_face(astronaut)
+    cx, cy = (int(round(v)) for v in box.center)
+    side = int(round(crop_scale * box.width))
+    crop = cv2.resize(astronaut[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2], (256, 256),
+                      interpolation=cv2.INTER_AREA)
+    landmarks = largest_face(crop)[1].astype(np.float64)
+    warper = LandmarkWarper(crop, landmarks)
+    shift = np.array([-0.4 * face_width(landmarks), 0.0])
+    placed = warper.placed_landmarks(landmarks + shift)
+    moves = placed - landmarks
+    assert shift[0] < moves[0, 0] < -1.0 and np.ptp(moves, axis=0).max() < 1e-6  # one common shift
+    _, found = largest_face(warper.warp(landmarks + shift))
+    assert np.abs((found - landmarks).mean(axis=0) - moves[0]).max() < 2.0  # and the image shows it
+    np.testing.assert_allclose(warper.placed_landmarks(landmarks + [1.0, 0.5]), landmarks + [1.0, 0.5])
 
 
 @pytest.mark.parametrize("region", [0.4, 0.7])
