@@ -12,9 +12,14 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import InputError
 from ..media import VideoReader, VideoWriter, check_output_path, read_audio, read_image
 from ..progress import progress
 from ..registry import get_method
+
+# Settings of the crop-and-paste route (`crop_reenact.CropOptions`), not of the pipeline.
+_CROP_SETTINGS = ("crop", "increase", "driving_crop", "find_best_frame", "best_frame")
+
 
 def load_pipeline(task: str, method: str, checkpoint: str | os.PathLike | None = None, **settings):
     """The method's pipeline, built from its weights/settings (`from_pretrained`)."""
@@ -28,6 +33,19 @@ def reenact(source: str | os.PathLike, driving: str | os.PathLike, output: str |
     None, return an iterator over the output frames (uint8 (H, W, 3) RGB, the photo's size)."""
     if output is not None:
         check_output_path(output, "video")
+    crop_settings = {key: settings.pop(key) for key in _CROP_SETTINGS if key in settings}
+    if hasattr(get_method(method).pipeline_class_for("reenact"), "animate_crops"):
+        # a model of face crops: crop, animate, paste back
+        from .crop_reenact import CropOptions, reenact_crops
+
+        if "detector" in settings:
+            crop_settings["detector"] = settings.pop("detector")
+        pipeline = load_pipeline("reenact", method, checkpoint, **settings)
+        return reenact_crops(pipeline, source, driving, output, options=CropOptions(**crop_settings),
+                             show_progress=show_progress)
+    if crop_settings:
+        raise InputError(None, f"--method {method} animates the whole photo; "
+                               f"{', '.join(sorted(crop_settings))} do not apply to it")
     pipeline = load_pipeline("reenact", method, checkpoint, **settings)
     prepared = pipeline.prepare_source(read_image(source), path=source)
     if output is None:

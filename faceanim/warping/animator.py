@@ -42,3 +42,18 @@ class CoarseAnimator(Protocol, Generic[SourceT, DrivingT]):
     def animate(self, source: SourceT, driving: DrivingT, initial: DrivingT,
                 options: MotionOptions = MotionOptions()) -> np.ndarray:
         """The source image moved like `driving` (relative to `initial`, the first driving frame)."""
+
+
+class CropAnimator(Protocol, Generic[SourceT]):
+    """A model of fixed-size face crops (DaGAN, FOMM, face-vid2vid, FADM): `faceanim.tasks` crops the photo
+    and the driving frames for it and pastes its output crops back into the full photo."""
+
+    crop_size: int
+
+    def prepare_source(self, crop: np.ndarray) -> SourceT:
+        """Work done once per source crop (uint8 (crop_size, crop_size, 3) RGB)."""
+
+    def animate_crops(self, source: SourceT, driving_crops: Iterable[np.ndarray], initial: np.ndarray,
+                      motion: MotionOptions | None = None) -> Iterator[np.ndarray]:
+        """One output crop per driving crop, streamed in order (the model batches as it likes); `initial`
+        is the driving crop that relative motion is measured from; `motion` None: the model's settings."""

@@ -1,0 +1,1 @@
+"""Generic network blocks shared by several methods, with the official parameter names."""

@@ -1,0 +1,100 @@
+"""Dense motion from sparse keypoint motion (FOMM Sec. 3.2, Eq. 4-8).
+
+For every keypoint k the first-order approximation T_k(z) = p_k^S + J_k (z - p_k^D), with
+J_k = J_k^S (J_k^D)^-1, maps driving coordinates to source coordinates; the identity is added as a
+background transform. An hourglass sees the source warped by each T_k beside the keypoint heatmap
+differences and predicts soft masks M_k (softmax over K+1) that blend the transforms into one
+backward flow, plus an occlusion map (sigmoid) telling the generator where the source has no content.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.blocks import AntiAliasInterpolation2d, Hourglass
+from .keypoints import Keypoints, kp2gaussian, make_coordinate_grid
+
+
+@dataclass
+class DenseMotion:
+    """deformation: (B, h, w, 2) source coordinates per driving pixel (a `grid_sample` grid);
+    mask: (B, K+1, h, w); sparse_deformed: (B, K+1, C, h, w); occlusion_map: (B, 1, h, w) or None."""
+
+    deformation: torch.Tensor
+    mask: torch.Tensor
+    sparse_deformed: torch.Tensor
+    occlusion_map: torch.Tensor | None = None
+
+
+def warp(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Bilinear backward warp with zero padding; align_corners=False is PyTorch's default, which the
+    official code gets by not passing it."""
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints,
+                           kp_source: Keypoints, kp_variance: float) -> torch.Tensor:
+    """H_k = G(p_k^D) - G(p_k^S) with a zero background channel first: (B, K+1, 1, h, w) (Eq. 6)."""
+    heatmap = (kp2gaussian(kp_driving.value, spatial_size, kp_variance)
+               - kp2gaussian(kp_source.value, spatial_size, kp_variance))
+    background = heatmap.new_zeros(heatmap.shape[0], 1, *spatial_size)
+    return torch.cat([background, heatmap], dim=1).unsqueeze(2)
+
+
+def sparse_motions(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints) -> torch.Tensor:
+    """T_k(z) for the identity background and every keypoint: (B, K+1, h, w, 2) (Eq. 4)."""
+    h, w = spatial_size
+    identity = make_coordinate_grid((h, w), kp_source.value.dtype, kp_source.value.device).view(1, 1, h, w, 2)
+    offset = identity - kp_driving.value[:, :, None, None, :]
+    if kp_driving.jacobian is not None:
+        jacobian = torch.matmul(kp_source.jacobian, torch.inverse(kp_driving.jacobian))
+        offset = torch.matmul(jacobian[:, :, None, None], offset.unsqueeze(-1)).squeeze(-1)
+    driving_to_source = offset + kp_source.value[:, :, None, None, :]
+    batch = driving_to_source.shape[0]
+    return torch.cat([identity.expand(batch, 1, h, w, 2), driving_to_source], dim=1)
+
+
+def deform_by_each(image: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
+    """The image warped by each of the K+1 transforms: (B, K+1, C, h, w) (Eq. 7)."""
+    b, c, h, w = image.shape
+    count = motions.shape[1]
+    repeated = image.unsqueeze(1).expand(b, count, c, h, w).reshape(b * count, c, h, w)
+    deformed = warp(repeated, motions.reshape(b * count, h, w, 2))
+    return deformed.view(b, count, c, h, w)
+
+
+class DenseMotionNetwork(nn.Module):
+    """(source image, driving keypoints, source keypoints) -> DenseMotion at `scale_factor` resolution."""
+
+    def __init__(self, block_expansion: int, num_blocks: int, max_features: int, num_kp: int,
+                 num_channels: int, estimate_occlusion_map: bool = False, scale_factor: float = 1,
+                 kp_variance: float = 0.01):
+        super().__init__()
+        self.hourglass = Hourglass(block_expansion=block_expansion, in_features=(num_kp + 1) * (num_channels + 1),
+                                   max_features=max_features, num_blocks=num_blocks)
+        self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=(7, 7), padding=(3, 3))
+        self.occlusion = None
+        if estimate_occlusion_map:
+            self.occlusion = nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=(7, 7), padding=(3, 3))
+        self.num_kp = num_kp
+        self.scale_factor = scale_factor
+        self.kp_variance = kp_variance
+        if scale_factor != 1:
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+
+    def forward(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
+        if self.scale_factor != 1:
+            source_image = self.down(source_image)
+        b, _, h, w = source_image.shape
+        heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance)
+        motions = sparse_motions((h, w), kp_driving, kp_source)
+        deformed = deform_by_each(source_image, motions)
+        # per transform: its heatmap channel, then its warped image channels
+        prediction = self.hourglass(torch.cat([heatmaps, deformed], dim=2).view(b, -1, h, w))
+        mask = F.softmax(self.mask(prediction), dim=1)
+        deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)
+        occlusion = None if self.occlusion is None else torch.sigmoid(self.occlusion(prediction))
+        return DenseMotion(deformation, mask, deformed, occlusion)
