@@ -1,0 +1,33 @@
+"""Float32 islands inside mixed-precision (autocast) inference.
+
+Under `torch.autocast` convolutions and matmuls run in bfloat16/float16, which is fine for features but
+not for what becomes a position: keypoint heatmaps (a softmax with temperature 0.1 amplifies logit
+rounding tenfold), dense-motion masks that blend sampling grids, and the unscaled attention logits of
+DaGAN. These helpers compute such values in the weights' own precision; outside autocast they change
+nothing (same calls, same numbers).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+@contextlib.contextmanager
+def full_precision(like: torch.Tensor) -> Iterator[None]:
+    """Turn autocast off for `like`'s device inside the block (a no-op when it is off already)."""
+    device_type = like.device.type
+    if not torch.is_autocast_enabled(device_type):
+        yield
+        return
+    with torch.autocast(device_type, enabled=False):
+        yield
+
+
+def run_full_precision(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """`module(*inputs)` with autocast off and the inputs cast to the module's parameter dtype."""
+    dtype = next(module.parameters()).dtype
+    with full_precision(inputs[0]):
+        return module(*(x.to(dtype) for x in inputs))
