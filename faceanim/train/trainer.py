@@ -129,7 +129,8 @@ class Trainer:
         loader = DataLoader(self.dataset, batch_size=self.config.batch_size, sampler=self.sampler,
                             num_workers=self.config.num_workers, drop_last=True,
                             # its own generator: starting an epoch must not draw from the global RNG
-                            generator=torch.Generator().manual_seed(self.config.seed))
+                            generator=torch.Generator().manual_seed(self.config.seed),
+                            multiprocessing_context=worker_context(self.config.num_workers))
         trained = [models[name] for name in self._trained]
         prepared = accelerator.prepare(*trained, *optimizers.values(), loader)
         self._wrapped = dict(zip(self._trained, prepared[:len(trained)]))
@@ -428,6 +429,12 @@ class Trainer:
             return own
         log.warning("%s: no RNG state for process %d; using process 0's", folder, self.accelerator.process_index)
         return _existing(folder / "rng" / "process-0.pt")
+
+
+def worker_context(num_workers: int) -> str | None:
+    """How data-loader workers start: "forkserver", not Linux's default fork, which copies a process that
+    already runs threads (OpenMP, TensorBoard's writer) and can deadlock a worker on a lock held mid-fork."""
+    return "forkserver" if num_workers > 0 else None
 
 
 def _make_accelerator(config: TrainerConfig):

@@ -15,6 +15,7 @@ from faceanim.train import (NO_AUGMENTATION, Augmentation, ColorJitter, FramePai
                             open_frame_pairs)
 from faceanim.train.augment import adjust_contrast, adjust_hue, adjust_saturation
 from faceanim.train.data import VideoFile
+from faceanim.train.trainer import worker_context
 
 SIZE = 64
 FOLDER_FRAMES, FILE_FRAMES = 6, 12
@@ -173,7 +174,8 @@ def test_worker_processes_do_not_change_the_data(official_root):
     dataset = FramePairDataset.from_official(official_root, options=PairOptions(frame_size=32))
 
     def batches(workers):
-        loader = DataLoader(dataset, batch_size=2, sampler=SeededSampler(len(dataset), 5), num_workers=workers)
+        loader = DataLoader(dataset, batch_size=2, sampler=SeededSampler(len(dataset), 5), num_workers=workers,
+                            multiprocessing_context=worker_context(workers))
         return [batch["driving"] for batch in loader]
 
     assert all(torch.equal(a, b) for a, b in zip(batches(0), batches(2)))
