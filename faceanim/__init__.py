@@ -24,7 +24,9 @@ def reenact(source, driving, output=None, *, method: str = "warp", **settings):
     """Animate the photo `source` with the driving video `driving` (see `faceanim.tasks.animate.reenact`).
 
     Writes `output` and returns its path, or returns an iterator of frames when `output` is None.
-    Settings are the method's (for `warp`: relative, adapt_scale, smoothing, preset_name, ...)."""
+    Settings are the method's (for `warp`: relative, adapt_scale, smoothing, preset_name, ...; for
+    `dagan`: checkpoint, depth_encoder, depth_decoder, precision, batch_size, device, relative,
+    adapt_scale, crop, driving_crop, find_best_frame, best_frame, ...)."""
     from .tasks.animate import reenact as _reenact
 
     return _reenact(source, driving, output, method=method, **settings)

@@ -53,7 +53,8 @@ def _w(name: str, flag: str, env: str, description: str) -> WeightSpec:
 _METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("warp", ("reenact", "talk"), "training-free landmark warping engine (faceanim)", "implemented",
                pipeline="faceanim.methods.warp:WarpPipeline"),
-    MethodSpec("dagan", ("reenact",), "Hong et al., Depth-Aware Generative Adversarial Network, CVPR 2022", "planned",
+    MethodSpec("dagan", ("reenact",), "Hong et al., Depth-Aware Generative Adversarial Network, CVPR 2022",
+               "implemented", pipeline="faceanim.methods.dagan:DaGANPipeline",
                weights=(_w("checkpoint", "--checkpoint", "FACEANIM_DAGAN_CHECKPOINT",
                            "DaGAN *.pth.tar or converted folder"),
                         _w("depth-encoder", "--depth-encoder", "FACEANIM_DAGAN_DEPTH_ENCODER",

@@ -42,11 +42,22 @@ def _imported(path: Path, parts: tuple[str, ...]):
                 yield node.module.split("."), node
 
 
+def _is_training_module(parts) -> bool:
+    """A method's training modules (`methods/<m>/training.py`, `..._training.py`) sit on the trainer."""
+    return len(parts) > 2 and parts[0] == "methods" and parts[-1].endswith("training")
+
+
+def _layer(parts) -> int:
+    return LAYERS["train"] if _is_training_module(parts) else LAYERS.get(parts[0], 0)
+
+
 def test_imports_point_one_way():
     problems = []
     for path, parts in _modules():
         own = parts[0]
         for target, node in _imported(path, parts):
+            if target[:1] == ["faceanim"] and _is_training_module(target[1:]) and _layer(parts) < LAYERS["train"]:
+                problems.append(f"{path}:{node.lineno} imports the training module {'.'.join(target)}")
             if target[0] in BANNED:
                 problems.append(f"{path}:{node.lineno} imports {target[0]}")
             if target[0] != "faceanim" or len(target) < 2:
@@ -54,7 +65,7 @@ def test_imports_point_one_way():
             other = target[1]
             if own == "methods" and other == "methods" and len(parts) > 2 and len(target) > 2 and target[2] != parts[1]:
                 problems.append(f"{path}:{node.lineno} method imports another method ({'.'.join(target)})")
-            if LAYERS.get(other, 0) > LAYERS.get(own, 0):
+            if LAYERS.get(other, 0) > _layer(parts):
                 problems.append(f"{path}:{node.lineno} {own} imports higher layer {'.'.join(target)}")
     assert not problems, "\n".join(problems)
 

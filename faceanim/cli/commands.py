@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import NotImplementedMethodError
+from ..errors import InputError, NotImplementedMethodError
 from ..registry import get_method, list_methods, methods_for
 
 
@@ -12,9 +12,7 @@ def _method_task(task: str):
         get_method(args.method).pipeline_class_for(task)  # says so (exit 2) if it does not do this yet
         from ..tasks import animate
 
-        settings = {key: getattr(args, key) for key in TASK_SETTINGS[task] if getattr(args, key, None) is not None}
-        if getattr(args, "absolute", False):
-            settings["relative"] = False
+        settings = _method_settings(args)
         inputs = [getattr(args, name) for name in TASK_INPUTS[task]]
         output = getattr(animate, task)(*inputs, args.output, method=args.method, checkpoint=args.checkpoint,
                                         **settings)
@@ -23,35 +21,95 @@ def _method_task(task: str):
     return run
 
 
+def _method_settings(args: argparse.Namespace) -> dict:
+    """The options given (not None), as settings of the method's pipeline and task; InputError for options
+    of another method."""
+    settings, foreign = {}, []
+    for dest, (flag, methods) in args.method_options.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if args.method not in methods:
+            foreign.append(flag)
+        settings[dest] = value
+    if foreign:
+        raise InputError(None, f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to "
+                               f"--method {args.method}")
+    if settings.pop("absolute", False):
+        settings["relative"] = False
+    return settings
+
+
 TASK_INPUTS = {"reenact": ("source", "driving"), "talk": ("source", "audio"), "edit": ("video",)}
-TASK_SETTINGS = {
-    "reenact": ("preset_name", "adapt_scale", "smoothing", "motion_limit", "detector"),
-    "talk": ("preset_name", "fps", "still", "head_amplitude", "head_speed", "blink_rate", "seed", "max_opening",
-             "detector"),
-    "edit": (),
-}
+WARP = ("warp",)
+CROP_MODELS = ("dagan",)          # methods that animate face crops (faceanim.tasks.crop_reenact)
 
 
-def _add_warp_options(p: argparse.ArgumentParser, task: str) -> None:
-    group = p.add_argument_group("warp engine (--method warp)")
-    group.add_argument("--preset", dest="preset_name", choices=["default", "subtle", "expressive"])
-    group.add_argument("--detector", choices=["hog", "mmod"], help="face detector (default hog)")
-    if task == "reenact":
-        group.add_argument("--absolute", action="store_true",
-                           help="take the driving face's shape and pose as they are (default: relative motion)")
-        group.add_argument("--adapt-scale", action="store_true", default=None,
-                           help="scale head motion by the ratio of face sizes (FOMM's adapt_movement_scale)")
-        group.add_argument("--smoothing", type=float, help="driving landmark smoothing, sigma in frames (default 1)")
-        group.add_argument("--motion-limit", type=float,
-                           help="soft limit on landmark motion in face widths (default 0.1; 0 = none)")
+class _Options:
+    """Adds options to a parser, recording which methods each applies to (read back by `_method_settings`)."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.parser = parser
+        self.methods: dict[str, tuple[str, tuple[str, ...]]] = {}   # dest -> (flag, methods)
+        parser.set_defaults(method_options=self.methods)
+
+    def group(self, title: str, methods: tuple[str, ...]):
+        group = self.parser.add_argument_group(title)
+
+        def add(*flags: str, **kwargs) -> None:
+            action = group.add_argument(*flags, default=kwargs.pop("default", None), **kwargs)
+            self.methods[action.dest] = (flags[0], methods)
+        return add
+
+
+def _add_motion_options(options: _Options) -> None:
+    add = options.group("motion transfer (warp, dagan)", WARP + CROP_MODELS)
+    add("--detector", choices=["hog", "mmod"], help="face detector (default hog)")
+    add("--absolute", action="store_true",
+        help="take the driving face's shape and pose as they are (default: relative motion)")
+    add("--adapt-scale", action=argparse.BooleanOptionalAction,
+        help="scale head motion by the ratio of face sizes (FOMM's adapt_movement_scale; default: on for "
+             "dagan, off for warp)")
+
+
+def _add_warp_options(options: _Options, task: str) -> None:
+    add = options.group("warp engine (--method warp)", WARP)
+    add("--preset", dest="preset_name", choices=["default", "subtle", "expressive"])
     if task == "talk":
-        group.add_argument("--fps", type=float, help="output frame rate (default 25)")
-        group.add_argument("--still", action="store_true", default=None, help="no idle head motion (blinks stay)")
-        group.add_argument("--head-amplitude", type=float, help="idle head motion amplitude, x (default 1)")
-        group.add_argument("--head-speed", type=float, help="idle head motion speed, x (default 1)")
-        group.add_argument("--blink-rate", type=float, help="blinks per minute (default 15; 0 = none)")
-        group.add_argument("--max-opening", type=float, help="widest mouth opening (inner-lip gap / face width)")
-        group.add_argument("--seed", type=int, help="seed of the idle motion (blinks, head)")
+        add("--detector", choices=["hog", "mmod"], help="face detector (default hog)")
+    if task == "reenact":
+        add("--smoothing", type=float, help="driving landmark smoothing, sigma in frames (default 1)")
+        add("--motion-limit", type=float, help="soft limit on landmark motion in face widths (default 0.1; 0 = none)")
+    if task == "talk":
+        add("--fps", type=float, help="output frame rate (default 25)")
+        add("--still", action="store_true", help="no idle head motion (blinks stay)")
+        add("--head-amplitude", type=float, help="idle head motion amplitude, x (default 1)")
+        add("--head-speed", type=float, help="idle head motion speed, x (default 1)")
+        add("--blink-rate", type=float, help="blinks per minute (default 15; 0 = none)")
+        add("--max-opening", type=float, help="widest mouth opening (inner-lip gap / face width)")
+        add("--seed", type=int, help="seed of the idle motion (blinks, head)")
+
+
+def _add_crop_model_options(options: _Options) -> None:
+    add = options.group("models of face crops (--method dagan)", CROP_MODELS)
+    add("--no-crop", dest="crop", action="store_false",
+        help="the photo and the driving frames are face crops already (only resized, as the official demos do)")
+    add("--driving-crop", choices=["smooth", "fixed"],
+        help="smooth: the crop window follows the driving face (default); fixed: one window for the clip")
+    add("--find-best-frame", action="store_true",
+        help="measure motion from the driving frame whose face is most like the photo's")
+    add("--best-frame", type=int, metavar="N", help="measure motion from driving frame N")
+    add("--precision", choices=["exact", "fast"],
+        help="exact: float32 (default); fast: bfloat16 (CPU) / float16 (CUDA) where precision allows")
+    add("--batch-size", type=int, help="driving frames per forward pass (default 8)")
+    add("--device", help="torch device (default: cuda if available, else cpu)")
+    add = options.group("DaGAN weights (--method dagan; with --checkpoint X.pth.tar)", ("dagan",))
+    add("--depth-encoder", help="the depth network's Monodepth2 encoder.pth (or set FACEANIM_DAGAN_DEPTH_ENCODER)")
+    add("--depth-decoder", help="the depth network's Monodepth2 depth.pth (or set FACEANIM_DAGAN_DEPTH_DECODER)")
+    add("--config", help="official YAML (e.g. config/vox-adv-256.yaml; default: the released vox256 model)")
+    add("--kp-num", type=int, help="keypoints, as the official --kp_num (default: read from the checkpoint)")
+    add("--generator", choices=["DepthAwareGenerator", "SPADEDepthAwareGenerator"],
+        help="generator class, as the official --generator (default: read from the checkpoint)")
 
 
 def _add_method_arg(parser: argparse.ArgumentParser, task: str, default: str) -> None:
@@ -59,7 +117,6 @@ def _add_method_arg(parser: argparse.ArgumentParser, task: str, default: str) ->
     parser.add_argument("--method", default=default, choices=names,
                         help=f"method (for {task}: {', '.join(methods_for(task))}; default {default})")
     parser.add_argument("--checkpoint", help="pretrained weights of the method (file or converted folder)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
 def _add_method_task(sub, task: str, description: str, inputs: dict[str, str], default_method: str) -> None:
@@ -69,8 +126,13 @@ def _add_method_task(sub, task: str, description: str, inputs: dict[str, str], d
         p.add_argument(name, help=text)
     p.add_argument("-o", "--output", required=True, help="output .mp4")
     _add_method_arg(p, task, default_method)
+    options = _Options(p)
+    if task == "reenact":
+        _add_motion_options(options)
     if task in ("reenact", "talk"):
-        _add_warp_options(p, task)
+        _add_warp_options(options, task)
+    if task == "reenact":
+        _add_crop_model_options(options)
     p.set_defaults(run=_method_task(task))
 
 
@@ -95,12 +157,39 @@ def _not_yet(what: str):
     return run
 
 
+TRAIN_WEIGHTS = ("depth_encoder", "depth_decoder", "vgg19", "init", "resnet")
+
+
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a method on a preprocessed dataset")
+    launch = ("several GPUs: run the same command under `accelerate launch --multi_gpu --num_processes N -m "
+              "faceanim train ...` or `torchrun --nproc-per-node N -m faceanim train ...`")
+    p = sub.add_parser("train", help="train a method on a preprocessed dataset",
+                       description=f"Train a method on a preprocessed dataset. On {launch}.")
     p.add_argument("method", choices=[m.name for m in list_methods()])
-    p.add_argument("--config", help="training config (YAML)")
-    p.add_argument("--data", help="dataset folder written by `faceanim preprocess`")
-    p.set_defaults(run=lambda a: _not_yet(f"training of '{a.method}'")(a))
+    p.add_argument("--config", help="training config: a YAML file or a packaged one (dagan: vox256.yaml, "
+                                    "tiny.yaml, depth.yaml, depth_tiny.yaml; default vox256.yaml, or depth.yaml "
+                                    "with --stage depth); official DaGAN YAMLs are read too")
+    p.add_argument("--data", help="dataset folder written by `faceanim preprocess` (or an official ROOT with train/)")
+    p.add_argument("-o", "--output", help="run folder: checkpoints, TensorBoard logs, samples, exported model "
+                                          "(default runs/METHOD)")
+    p.add_argument("--resume", help="'latest' (or start fresh when there is none) or a checkpoint folder")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (default: the config's epochs)")
+    group = p.add_argument_group("DaGAN (faceanim train dagan)")
+    group.add_argument("--stage", choices=["dagan", "depth"], help="dagan (default) or the self-supervised "
+                                                                   "depth network")
+    group.add_argument("--depth-encoder", help="frozen depth network: Monodepth2 encoder.pth")
+    group.add_argument("--depth-decoder", help="frozen depth network: Monodepth2 depth.pth")
+    group.add_argument("--vgg19", help="torchvision-format VGG-19 weights for the perceptual loss "
+                                       "(or set FACEANIM_VGG19)")
+    group.add_argument("--init", help="start from a converted DaGAN folder or an official *.pth.tar")
+    group.add_argument("--resnet", help="depth stage: torchvision-format ImageNet ResNet both encoders start from")
+
+    def run(args):
+        from ..tasks.train import train_method
+        return train_method(args.method, args.data, config=args.config, output=args.output, stage=args.stage,
+                            resume=args.resume, max_steps=args.max_steps,
+                            weights={name: getattr(args, name) for name in TRAIN_WEIGHTS})
+    p.set_defaults(run=run)
 
 
 def add_evaluate(sub) -> None:
@@ -115,7 +204,35 @@ def add_convert(sub) -> None:
     p.add_argument("method", choices=[m.name for m in list_methods()])
     p.add_argument("inputs", nargs="+", help="official checkpoint file(s)")
     p.add_argument("-o", "--output", required=True, help="output folder (config.json + model.safetensors)")
-    p.set_defaults(run=lambda a: _not_yet(f"conversion of '{a.method}' checkpoints")(a))
+    group = p.add_argument_group("DaGAN (faceanim convert dagan X.pth.tar --depth-encoder E --depth-decoder D)")
+    group.add_argument("--depth-encoder", help="the depth network's Monodepth2 encoder.pth "
+                                               "(or set FACEANIM_DAGAN_DEPTH_ENCODER)")
+    group.add_argument("--depth-decoder", help="the depth network's Monodepth2 depth.pth "
+                                               "(or set FACEANIM_DAGAN_DEPTH_DECODER)")
+    group.add_argument("--config", help="official YAML (e.g. config/vox-adv-256.yaml; default: the released model)")
+    group.add_argument("--kp-num", type=int, help="keypoints, as the official --kp_num (default: from the checkpoint)")
+    group.add_argument("--generator", choices=["DepthAwareGenerator", "SPADEDepthAwareGenerator"],
+                       help="generator class, as the official --generator (default: from the checkpoint)")
+    group.add_argument("--discriminator", action="store_true", help="keep the discriminator (for fine-tuning)")
+    p.set_defaults(run=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    if args.method != "dagan":
+        raise NotImplementedMethodError(f"conversion of '{args.method}' checkpoints is not implemented yet; "
+                                        f"see the README's status table")
+    if len(args.inputs) != 1:
+        raise InputError(None, f"convert dagan takes one *.pth.tar (the depth files go to --depth-encoder and "
+                               f"--depth-decoder), got {len(args.inputs)} files")
+    from ..methods.dagan.convert import convert_official
+
+    result = convert_official(args.inputs[0], args.output, depth_encoder=args.depth_encoder,
+                              depth_decoder=args.depth_decoder, config=args.config, kp_num=args.kp_num,
+                              generator=args.generator, discriminator=args.discriminator)
+    for path, digest in result.inputs.values():
+        print(f"sha256 {digest}  {path}")
+    print(f"wrote {result.output} ({', '.join(result.components)})")
+    return 0
 
 
 def add_info(sub) -> None:

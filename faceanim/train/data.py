@@ -168,7 +168,7 @@ class FramePairDataset(Dataset):
         group = self.groups[index % len(self.groups)]
         video = group[rng.integers(len(group))]
         frame_indices = np.sort(rng.integers(video.num_frames(), size=2))
-        frames = [_resized(frame, self.options.frame_size).astype(np.float32) / 255.0
+        frames = [resize_frame(frame, self.options.frame_size).astype(np.float32) / 255.0
                   for frame in video.read(frame_indices.tolist())]
         frames = self.options.augmentation(frames, rng)
         return {"source": _chw(frames[0]), "driving": _chw(frames[1]), "name": video.name}
@@ -224,7 +224,8 @@ def _existing_folder(root: str | os.PathLike) -> Path:
     return root
 
 
-def _resized(frame: np.ndarray, size: int | None) -> np.ndarray:
+def resize_frame(frame: np.ndarray, size: int | None) -> np.ndarray:
+    """`frame` resized to size x size (area filter when shrinking); None or the same size keeps it."""
     if size is None or frame.shape[:2] == (size, size):
         return frame
     import cv2

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.blocks import AntiAliasInterpolation2d, Hourglass
+from ..nn.precision import full_precision
 from .keypoints import Keypoints, kp2gaussian, make_coordinate_grid
 
 
@@ -85,9 +86,22 @@ class DenseMotionNetwork(nn.Module):
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
+    def downsample(self, source_image: torch.Tensor) -> torch.Tensor:
+        """The source at the flow's resolution (it depends on the source only, so callers may keep it)."""
+        return self.down(source_image) if self.scale_factor != 1 else source_image
+
     def forward(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
-        if self.scale_factor != 1:
-            source_image = self.down(source_image)
+        return self.motion_from(self.downsample(source_image), kp_driving, kp_source)
+
+    def motion_from(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
+        """`forward` for a source already at the flow's resolution (`downsample`).
+
+        Its output is a sampling grid, which bfloat16/float16 rounding would move by pixels, so under
+        autocast it runs in float32 (it is a small part of a generator's work)."""
+        with full_precision(source_image):
+            return self._motion(source_image.to(self.mask.weight.dtype), kp_driving, kp_source)
+
+    def _motion(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
         b, _, h, w = source_image.shape
         heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance)
         motions = sparse_motions((h, w), kp_driving, kp_source)

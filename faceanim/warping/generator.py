@@ -74,12 +74,16 @@ def run_chain(x: torch.Tensor, first: nn.Module, blocks: nn.ModuleList) -> torch
 
 
 def apply_dense_motion(network: DenseMotionNetwork, features: torch.Tensor, source_image: torch.Tensor,
-                       kp_driving: Keypoints, kp_source: Keypoints, output: dict) -> torch.Tensor:
+                       kp_driving: Keypoints, kp_source: Keypoints, output: dict,
+                       motion_source: torch.Tensor | None = None) -> torch.Tensor:
     """Warp encoded source features by the dense motion and mask them by the occlusion map.
 
+    `motion_source`: the source already at the flow's resolution (`network.downsample`), if kept.
     Records `mask`, `sparse_deformed`, `deformation`, `occlusion_map` and `deformed` (the source image
     warped by the flow, before occlusion) in `output`."""
-    motion: DenseMotion = network(source_image, kp_driving, kp_source)
+    if motion_source is None:
+        motion_source = network.downsample(source_image)
+    motion: DenseMotion = network.motion_from(motion_source, kp_driving, kp_source)
     output.update(mask=motion.mask, sparse_deformed=motion.sparse_deformed, deformation=motion.deformation)
     features = deform_input(features, motion.deformation)
     if motion.occlusion_map is not None:

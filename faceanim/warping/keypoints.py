@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.blocks import AntiAliasInterpolation2d, Hourglass
+from ..nn.precision import full_precision
 
 
 @dataclass
@@ -84,6 +85,12 @@ class KPDetector(nn.Module):
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
     def forward(self, x: torch.Tensor) -> Keypoints:
+        # Keypoints are positions that steer every sampling grid, and the temperature-0.1 softmax amplifies
+        # rounding tenfold, so under autocast the (small) detector still runs in float32.
+        with full_precision(x):
+            return self._detect(x.to(self.kp.weight.dtype))
+
+    def _detect(self, x: torch.Tensor) -> Keypoints:
         if self.scale_factor != 1:
             x = self.down(x)
         features = self.predictor(x)

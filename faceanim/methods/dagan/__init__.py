@@ -1,5 +1,6 @@
-"""DaGAN (depth-aware talking-head reenactment): configuration and networks."""
+"""DaGAN (depth-aware talking-head reenactment): configuration, networks, weights and the inference pipeline."""
 from .config import DaGANModelConfig
-from .model import DaGANModel
+from .model import DaGANModel, SourceFeatures
+from .pipeline import DaGANPipeline, DaGANSource
 
-__all__ = ["DaGANModelConfig", "DaGANModel"]
+__all__ = ["DaGANModelConfig", "DaGANModel", "DaGANPipeline", "DaGANSource", "SourceFeatures"]

@@ -9,6 +9,8 @@ so that Monodepth2 checkpoints load unchanged.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,11 +75,24 @@ class DepthDecoder(nn.Module):
         heads = [Conv3x3(DECODER_WIDTHS[s], 1) for s in range(NUM_SCALES)]
         self.decoder = nn.ModuleList(blocks + heads)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def _levels(self, features: list[torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
+        """(level, decoded features) for levels 4 (1/16 resolution) down to 0 (full resolution)."""
         x = features[-1]
         for step, level in enumerate(reversed(range(NUM_LEVELS))):
             x = F.interpolate(self.decoder[2 * step](x), scale_factor=2, mode="nearest")
             if level > 0:
                 x = torch.cat([x, features[level - 1]], dim=1)
             x = self.decoder[2 * step + 1](x)
+            yield level, x
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        for _, x in self._levels(features):
+            pass
         return self.decoder[2 * NUM_LEVELS](x)  # the scale-0 head (scales 1-3 only serve depth training)
+
+    def forward_scales(self, features: list[torch.Tensor], num_scales: int = NUM_SCALES) -> list[torch.Tensor]:
+        """Disparity logits at scales 0 .. num_scales-1 (full, 1/2, 1/4, 1/8 resolution): depth training's
+        multi-scale outputs."""
+        logits = {level: self.decoder[2 * NUM_LEVELS + level](x)
+                  for level, x in self._levels(features) if level < num_scales}
+        return [logits[scale] for scale in range(num_scales)]

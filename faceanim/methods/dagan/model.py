@@ -9,6 +9,7 @@ Parameter names follow the official code so released checkpoints load (`weights.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from torch import nn
 
 from ...nn.blocks import SameBlock2d, hourglass_width
 from ...nn.normalization import SPADEResnetBlock
+from ...nn.precision import full_precision, run_full_precision
 from ...warping.dense_motion import DenseMotionNetwork
 from ...warping.discriminator import MultiScaleDiscriminator
 from ...warping.generator import (apply_dense_motion, make_bottleneck, make_down_blocks, make_up_blocks,
@@ -23,6 +25,9 @@ from ...warping.generator import (apply_dense_motion, make_bottleneck, make_down
 from ...warping.keypoints import KPDetector, Keypoints
 from .config import DaGANModelConfig
 from .depth import DepthDecoder, DepthEncoder
+
+
+ATTENTION_BLOCK = 1 << 21   # attention-map entries per block (8 MB in float32)
 
 
 class DepthAwareAttention(nn.Module):
@@ -36,14 +41,35 @@ class DepthAwareAttention(nn.Module):
         self.value_conv = nn.Conv2d(in_dim, in_dim, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
+    def query(self, depth_features: torch.Tensor) -> torch.Tensor:
+        """The queries (B, h*w, C/8): they depend on the source depth only, so callers may keep them."""
+        b, _, h, w = depth_features.shape
+        return self.activation(self.query_conv(depth_features)).view(b, -1, h * w).permute(0, 2, 1)
+
+    def attend(self, query: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """F' = gamma * softmax(q^T k) v + F for `query` from `query()` (a batch-1 query serves any batch).
+
+        The (h*w)^2 attention map is made in blocks of query rows (at most ATTENTION_BLOCK entries), which
+        stay in cache and never need the whole map in memory; each row is computed as a whole, so the
+        result is the same. The logits are unscaled, so they and their softmax stay float32 under autocast."""
+        b, c, h, w = features.shape
+        with full_precision(features):
+            key = self.activation(run_full_precision(self.key_conv, features)).view(b, -1, h * w)
+        value = self.activation(self.value_conv(features)).view(b, c, h * w)
+        rows = max(1, ATTENTION_BLOCK // (h * w))
+        attended = []
+        for index in range(b):
+            queries = query[min(index, query.shape[0] - 1)].to(key.dtype)
+            blocks = []
+            for start in range(0, h * w, rows):
+                with full_precision(features):
+                    weights = F.softmax(torch.matmul(queries[start:start + rows], key[index]), dim=-1)
+                blocks.append(torch.matmul(value[index], weights.t().to(value.dtype)))   # (C, rows)
+            attended.append(torch.cat(blocks, dim=1))
+        return self.gamma * torch.stack(attended).view(b, c, h, w) + features
+
     def forward(self, depth_features: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = depth_features.shape
-        query = self.activation(self.query_conv(depth_features)).view(b, -1, h * w).permute(0, 2, 1)
-        key = self.activation(self.key_conv(features)).view(b, -1, h * w)
-        attention = F.softmax(torch.bmm(query, key), dim=-1)              # (B, N queries, N keys)
-        value = self.activation(self.value_conv(features)).view(b, -1, h * w)
-        attended = torch.bmm(value, attention.permute(0, 2, 1)).view(b, c, h, w)
-        return self.gamma * attended + features
+        return self.attend(self.query(depth_features), features)
 
 
 def _required(dense_motion_params: dict | None) -> dict:
@@ -54,8 +80,24 @@ def _required(dense_motion_params: dict | None) -> dict:
     return dense_motion_params
 
 
+@dataclass
+class SourceFeatures:
+    """What a generator computes from the source alone (`encode_source`), reusable for every driving frame.
+
+    image: (B, 3, H, W) in [0, 1]; motion_image: the image at the dense-motion resolution; features:
+    the RGB encoder's output (B, C, h, w); attention_query: the projected source-depth features
+    (B, h*w, C/8). A batch-1 source serves any driving batch."""
+
+    image: torch.Tensor
+    motion_image: torch.Tensor
+    features: torch.Tensor
+    attention_query: torch.Tensor
+
+
 class DepthAwareFeatures(nn.Module):
-    """What both DaGAN generators share: RGB and source-depth encoders, dense motion, attention."""
+    """What both DaGAN generators share: RGB and source-depth encoders, dense motion, attention.
+
+    Subclasses add `decode(features, output) -> logits`; `forward` = `forward_from(encode_source(...))`."""
 
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
                  num_down_blocks: int, estimate_occlusion_map: bool, dense_motion_params: dict):
@@ -71,22 +113,40 @@ class DepthAwareFeatures(nn.Module):
         self.estimate_occlusion_map = estimate_occlusion_map
         self.num_channels = num_channels
 
-    def attended_features(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
-                          source_depth: torch.Tensor, output: dict) -> torch.Tensor:
+    def encode_source(self, source_image: torch.Tensor, source_depth: torch.Tensor) -> SourceFeatures:
+        """The work that depends on the source alone: done once per source, reused for every driving frame."""
         features = run_chain(source_image, self.first, self.down_blocks)
         depth_features = run_chain(source_depth, self.src_first, self.src_down_blocks)
+        return SourceFeatures(source_image, self.dense_motion_network.downsample(source_image), features,
+                              self.AttnModule.query(depth_features))
+
+    def attended_features(self, source: SourceFeatures, kp_driving: Keypoints, kp_source: Keypoints,
+                          output: dict) -> torch.Tensor:
+        """The source features warped to the driving keypoints, occlusion-masked, then attended."""
+        source_image, kp_source, motion_image, features = match_batch(source.image, kp_source, kp_driving,
+                                                                      source.motion_image, source.features)
         features = apply_dense_motion(self.dense_motion_network, features, source_image, kp_driving,
-                                      kp_source, output)
-        return self.AttnModule(depth_features, features)
+                                      kp_source, output, motion_source=motion_image)
+        return self.AttnModule.attend(source.attention_query, features)
+
+    def forward(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
+                source_depth: torch.Tensor) -> dict:
+        """The source moved to `kp_driving`: dict with `prediction` in [0, 1], `prediction_logits`,
+        `deformed`, `occlusion_map`, `mask`, `sparse_deformed`, `deformation`. The official forward also
+        takes the driving depth, which it never uses."""
+        return self.forward_from(self.encode_source(source_image, source_depth), kp_driving, kp_source)
+
+    def forward_from(self, source: SourceFeatures, kp_driving: Keypoints, kp_source: Keypoints) -> dict:
+        """`forward` for an encoded source (a batch-1 source serves a batch of driving keypoints)."""
+        output: dict = {}
+        logits = self.decode(self.attended_features(source, kp_driving, kp_source, output), output)
+        output.update(prediction_logits=logits, prediction=torch.sigmoid(logits))
+        return output
 
 
 class DepthAwareGenerator(DepthAwareFeatures):
     """The paper's generator: FOMM's decoder (bottleneck, up blocks, 7x7 conv, sigmoid) after the
-    depth-aware attention.
-
-    forward(source, kp_driving, kp_source, source_depth) -> dict with `prediction` in [0, 1],
-    `prediction_logits`, `deformed`, `occlusion_map`, `mask`, `sparse_deformed`, `deformation`.
-    The official forward also takes the driving depth, which it never uses."""
+    depth-aware attention."""
 
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
                  num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
@@ -99,14 +159,9 @@ class DepthAwareGenerator(DepthAwareFeatures):
                                           num_bottleneck_blocks)
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
 
-    def forward(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
-                source_depth: torch.Tensor) -> dict:
-        source_image, kp_source, source_depth = match_batch(source_image, kp_source, kp_driving, source_depth)
-        output: dict = {}
-        features = self.attended_features(source_image, kp_driving, kp_source, source_depth, output)
-        logits = self.final(run_chain(features, self.bottleneck, self.up_blocks))
-        output.update(prediction_logits=logits, prediction=torch.sigmoid(logits))
-        return output
+    def decode(self, features: torch.Tensor, output: dict) -> torch.Tensor:
+        """Attended features -> image logits."""
+        return self.final(run_chain(features, self.bottleneck, self.up_blocks))
 
 
 class SPADEDecoder(nn.Module):
@@ -152,17 +207,12 @@ class SPADEDepthAwareGenerator(DepthAwareFeatures):
         self.decoder = SPADEDecoder(hourglass_width(block_expansion, num_down_blocks, max_features),
                                     out_channels=64, image_channels=num_channels)
 
-    def forward(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
-                source_depth: torch.Tensor) -> dict:
-        source_image, kp_source, source_depth = match_batch(source_image, kp_source, kp_driving, source_depth)
-        output: dict = {}
-        features = self.attended_features(source_image, kp_driving, kp_source, source_depth, output)
+    def decode(self, features: torch.Tensor, output: dict) -> torch.Tensor:
+        """Attended features -> image logits, the SPADE label made from the occlusion-masked warped image."""
         label_image = output["deformed"]
         if "occlusion_map" in output:
             label_image = label_image * resize_like(output["occlusion_map"], label_image.shape[2:])
-        logits = self.decoder(features, label_image)
-        output.update(prediction_logits=logits, prediction=torch.sigmoid(logits))
-        return output
+        return self.decoder(features, label_image)
 
 
 GENERATOR_CLASSES = {"DepthAwareGenerator": DepthAwareGenerator,
@@ -227,3 +277,11 @@ class DaGANModel(nn.Module):
                  source_depth: torch.Tensor) -> dict:
         """The source moved to `kp_driving` (a batch-1 source serves a batch of driving keypoints)."""
         return self.generator(source, kp_driving, kp_source, source_depth)
+
+    def encode_source(self, source: torch.Tensor, source_depth: torch.Tensor) -> SourceFeatures:
+        """The generator's source-only work, to reuse across driving frames with `generate_from`."""
+        return self.generator.encode_source(source, source_depth)
+
+    def generate_from(self, source: SourceFeatures, kp_source: Keypoints, kp_driving: Keypoints) -> dict:
+        """`generate` for a source encoded by `encode_source` (same outputs)."""
+        return self.generator.forward_from(source, kp_driving, kp_source)
