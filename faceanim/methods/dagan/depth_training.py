@@ -29,13 +29,13 @@ from torch.utils.data import Dataset
 from ...checkpoints import load_into, load_state_dict
 from ...errors import InputError
 from ...fileio import atomic_path
-from ...train import (FitResult, PairOptions, Phase, Trainer, TrainingMethod, image_grid, open_frame_pairs)
+from ...train import (FitResult, PairOptions, Phase, TrainingMethod, image_grid, open_frame_pairs)
 from ...train.data import SampleKey, resize_frame
 from .config import AugmentationParams, DepthTrainConfig, WeightFiles
 from .depth import DepthDecoder, DepthEncoder
 from .monodepth import (PoseNetwork, camera_motion, disparity_to_depth, photometric_error, reprojection_grid,
                         smoothness_loss, warp_frame)
-from .training import frame_augmentation, steps_per_epoch, stretched, trainer_config, write_run_config
+from .training import frame_augmentation, run_stage, stretched
 
 EXPORT_FOLDER = "depth"
 
@@ -212,14 +212,9 @@ def train_depth(config: DepthTrainConfig, data: str | os.PathLike, output: str |
     if resnet is not None and not Path(resnet).is_file():
         raise InputError(resnet, "ImageNet ResNet weights not found (--resnet)")
     dataset = depth_dataset(config, data)
-    accumulation = int(config.trainer.get("grad_accumulation", 1))
-    per_epoch = steps_per_epoch(config.samples_per_epoch, config.batch_size, accumulation)
-    settings = trainer_config(config.trainer, output=output, batch_size=config.batch_size,
-                              steps_per_epoch=per_epoch, num_epochs=config.num_epochs,
-                              checkpoint_freq=config.checkpoint_freq, max_steps=max_steps, resume=resume)
-    write_run_config(output, {"stage": "depth", "steps_per_epoch": per_epoch, **config.to_dict()})
-    trainer = Trainer(DepthTraining(config, per_epoch, resnet), dataset, settings)
-    result = trainer.fit()
+    trainer, result = run_stage("depth", lambda per_epoch: DepthTraining(config, per_epoch, resnet), dataset,
+                                config.samples_per_epoch, config, output=output, max_steps=max_steps,
+                                resume=resume)
     exported = None
     if trainer.accelerator.is_main_process:
         exported = export_depth(trainer.models, Path(output) / EXPORT_FOLDER, config.image_size)

@@ -333,6 +333,20 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def run_stage(stage: str, make_method, dataset, samples_per_epoch: int, config, *, output: str | os.PathLike,
+              max_steps: int | None, resume: str | None) -> tuple[Trainer, FitResult]:
+    """Fit one training stage: its schedule in epochs of `samples_per_epoch` turned into trainer steps,
+    its settings written beside the checkpoints; `make_method(steps_per_epoch)` builds the method."""
+    accumulation = int(config.trainer.get("grad_accumulation", 1))
+    per_epoch = steps_per_epoch(samples_per_epoch, config.batch_size, accumulation)
+    settings = trainer_config(config.trainer, output=output, batch_size=config.batch_size,
+                              steps_per_epoch=per_epoch, num_epochs=config.num_epochs,
+                              checkpoint_freq=config.checkpoint_freq, max_steps=max_steps, resume=resume)
+    write_run_config(output, {"stage": stage, "steps_per_epoch": per_epoch, **config.to_dict()})
+    trainer = Trainer(make_method(per_epoch), dataset, settings)
+    return trainer, trainer.fit()
+
+
 def trainer_config(settings: Mapping[str, Any], *, output: str | os.PathLike, batch_size: int,
                    steps_per_epoch: int, num_epochs: int, checkpoint_freq: float, max_steps: int | None = None,
                    resume: str | None = None) -> TrainerConfig:
@@ -384,14 +398,8 @@ def train_dagan(config: DaGANTrainConfig, data: str | os.PathLike, output: str |
     (`output/model`, written by the main process; None on the others)."""
     files = resolve_weights(config, weights)
     dataset = dagan_dataset(config, data)
-    accumulation = int(config.trainer.get("grad_accumulation", 1))
-    per_epoch = steps_per_epoch(len(dataset), config.batch_size, accumulation)
-    trainer_settings = trainer_config(config.trainer, output=output, batch_size=config.batch_size,
-                                      steps_per_epoch=per_epoch, num_epochs=config.num_epochs,
-                                      checkpoint_freq=config.checkpoint_freq, max_steps=max_steps, resume=resume)
-    write_run_config(output, {"stage": "dagan", "steps_per_epoch": per_epoch, **config.to_dict()})
-    trainer = Trainer(DaGANTraining(config, files, per_epoch), dataset, trainer_settings)
-    result = trainer.fit()
+    trainer, result = run_stage("dagan", lambda per_epoch: DaGANTraining(config, files, per_epoch), dataset,
+                                len(dataset), config, output=output, max_steps=max_steps, resume=resume)
     exported = None
     if trainer.accelerator.is_main_process:
         averaged = trainer.ema.swapped_in(trainer.models) if trainer.ema is not None else contextlib.nullcontext()
