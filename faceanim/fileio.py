@@ -28,9 +28,10 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
     try:
         yield tmp
         _give_default_permissions(tmp, is_dir)
-        if is_dir and final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if is_dir:
+            replace_folder(tmp, final)
+        else:
+            os.replace(tmp, final)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -45,3 +46,17 @@ def _give_default_permissions(path: Path, is_dir: bool) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if is_dir else 0o666) & ~umask)
+
+
+def replace_folder(new: Path, final: Path) -> None:
+    """os.replace for folders: a previous `final` is moved aside first and removed only once `new` is in
+    place, so at every moment one complete folder exists at or beside `final`."""
+    if not final.exists():
+        os.replace(new, final)
+        return
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)

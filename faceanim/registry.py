@@ -6,9 +6,10 @@ A method whose `pipeline` is None is planned but not implemented: the CLI says s
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 
-from .errors import NotImplementedMethodError
+from .errors import MissingWeightsError, NotImplementedMethodError
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,16 @@ class WeightSpec:
     flag: str
     env: str
     description: str
+
+    def resolve(self, given: str | os.PathLike | None = None, configured: str | os.PathLike | None = None, *,
+                config_key: str | None = None) -> str:
+        """The path given by flag, else by a config file (its `weights:` entry `config_key`), else by the
+        environment variable; else MissingWeightsError naming where it can be given."""
+        path = given or configured or os.environ.get(self.env)
+        if not path:
+            in_config = f", set weights: {config_key}: in the config," if config_key else ""
+            raise MissingWeightsError(f"missing {self.description}: pass {self.flag} PATH{in_config} or set {self.env}")
+        return os.fspath(path)
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,9 @@ _METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                         _w("depth-encoder", "--depth-encoder", "FACEANIM_DAGAN_DEPTH_ENCODER",
                            "Monodepth2 encoder.pth"),
                         _w("depth-decoder", "--depth-decoder", "FACEANIM_DAGAN_DEPTH_DECODER",
-                           "Monodepth2 depth.pth"))),
+                           "Monodepth2 depth.pth"),
+                        _w("vgg19", "--vgg19", "FACEANIM_VGG19",
+                           "VGG-19 weights for the perceptual loss (training; torchvision vgg19 .pth)"))),
     MethodSpec("fadm", ("reenact",), "Zeng et al., Face Animation with an Attribute-Guided Diffusion Model, 2023",
                "planned",
                weights=(_w("diffusion", "--diffusion", "FACEANIM_FADM_DIFFUSION", "FADM diffusion.pth"),

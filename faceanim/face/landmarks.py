@@ -41,6 +41,17 @@ def head_frame(landmarks: np.ndarray) -> tuple[np.ndarray, float, float]:
     return centroid, spread, float(np.arctan2(eye_line[1], eye_line[0]))
 
 
+def convex_hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of (N, 2) points (N >= 3, not all on one line): the size measure of FOMM's
+    adapt_movement_scale and of find-best-frame, computed as the official code does (scipy, float64)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        return float(ConvexHull(np.asarray(points, dtype=np.float64)).volume)  # in 2-D "volume" is the area
+    except QhullError as err:
+        raise ValueError(f"points span no area, so their size is undefined ({str(err).splitlines()[0]})") from None
+
+
 def box_from_landmarks(landmarks: np.ndarray, score: float = 1.0) -> Box:
     """A square box placed and sized like a dlib detector box, from the head's rigid frame only.
 

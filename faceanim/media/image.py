@@ -121,3 +121,14 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=image_format, **options)
     return path
+
+
+def resize_square(image: np.ndarray, size: int | None) -> np.ndarray:
+    """`image` resized to size x size: area filter when shrinking, bicubic when enlarging; the image
+    itself when it has that size already or `size` is None."""
+    if size is None or image.shape[:2] == (size, size):
+        return image
+    import cv2
+
+    shrinking = min(image.shape[:2]) > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)

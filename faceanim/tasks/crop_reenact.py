@@ -22,6 +22,7 @@ from ..face import FaceTracker, fomm_box, fomm_crop, largest_face, prepare_paste
 from ..face.crop import FOMM_INCREASE
 from ..face.video import FaceTrack, crop_video_frames, track_video
 from ..media import VideoReader, VideoWriter, read_image
+from ..media.image import resize_square
 from ..progress import progress
 from ..warping.animator import MotionOptions
 from ..warping.motion import find_best_frame
@@ -63,23 +64,16 @@ class _Source:
 def _prepare_photo(path, size: int, options: CropOptions) -> _Source:
     image = read_image(path)
     if not options.crop:
-        return _Source(image, _resized(image, size), None, None)
+        return _Source(image, resize_square(image, size), None, None)
     _, landmarks = largest_face(image, options.detector, path=path)
     crop, transform = fomm_crop(image, fomm_box(landmarks, image.shape[:2], options.increase), size)
     return _Source(image, crop, landmarks, prepare_paste_back(transform))
 
 
-def _resized(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[:2] == (size, size):
-        return image
-    shrinking = min(image.shape[:2]) > size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-
-
 def _driving_crops(frames: Iterable[np.ndarray], track: FaceTrack | None, size: int,
                    options: CropOptions) -> Iterator[np.ndarray]:
     if track is None:
-        return (_resized(frame, size) for frame in frames)
+        return (resize_square(frame, size) for frame in frames)
     plan = track.crop_plan("fomm", size, motion=options.driving_crop, increase=options.increase)
     return crop_video_frames(frames, plan)
 

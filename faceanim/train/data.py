@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..errors import InputError
 from ..media import VideoReader, read_image
+from ..media.image import resize_square
 from ..tasks.preprocess import VIDEO_SUFFIXES
 from .augment import Augmentation
 
@@ -168,7 +169,7 @@ class FramePairDataset(Dataset):
         group = self.groups[index % len(self.groups)]
         video = group[rng.integers(len(group))]
         frame_indices = np.sort(rng.integers(video.num_frames(), size=2))
-        frames = [resize_frame(frame, self.options.frame_size).astype(np.float32) / 255.0
+        frames = [resize_square(frame, self.options.frame_size).astype(np.float32) / 255.0
                   for frame in video.read(frame_indices.tolist())]
         frames = self.options.augmentation(frames, rng)
         return {"source": _chw(frames[0]), "driving": _chw(frames[1]), "name": video.name}
@@ -222,16 +223,6 @@ def _existing_folder(root: str | os.PathLike) -> Path:
     if not root.is_dir():
         raise InputError(root, "dataset folder not found" if not root.exists() else "is not a folder")
     return root
-
-
-def resize_frame(frame: np.ndarray, size: int | None) -> np.ndarray:
-    """`frame` resized to size x size (area filter when shrinking); None or the same size keeps it."""
-    if size is None or frame.shape[:2] == (size, size):
-        return frame
-    import cv2
-
-    shrinking = min(frame.shape[:2]) > size
-    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 def _chw(frame: np.ndarray) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 
 from ..checkpoints import load_checkpoint, sha256
 from ..errors import CheckpointError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -109,26 +109,13 @@ def publish(staging: Path, root: Path, step: int, keep_last_n: int) -> Path:
         _fsync(path)
     _fsync_tree(staging)
     final = root / step_name(step)
-    _replace_folder(staging, final)
+    replace_folder(staging, final)
     _fsync(root)
     with atomic_path(root / LATEST) as tmp:
         tmp.write_text(final.name + "\n")
         _fsync(tmp)
     prune(root, keep_last_n, newest=step)
     return final
-
-
-def _replace_folder(new: Path, final: Path) -> None:
-    """os.replace for folders: a previous `final` is moved aside first and removed only afterwards."""
-    if not final.exists():
-        os.replace(new, final)
-        return
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    os.replace(final, old)
-    os.replace(new, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

@@ -13,18 +13,9 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from scipy.spatial import ConvexHull, QhullError
-
 from ..errors import NoFaceError
+from ..face.landmarks import convex_hull_area
 from .keypoints import Keypoints
-
-
-def convex_hull_area(points: np.ndarray) -> float:
-    """Area of the convex hull of (N, 2) points (N >= 3, not all on one line)."""
-    try:
-        return float(ConvexHull(np.asarray(points, dtype=np.float64)).volume)  # in 2-D "volume" is the area
-    except QhullError as err:
-        raise ValueError(f"points span no area, so their size is undefined ({str(err).splitlines()[0]})") from None
 
 
 def movement_scale(kp_source: Keypoints, kp_initial: Keypoints) -> torch.Tensor:

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from faceanim.errors import NoFaceError
+from faceanim.face.landmarks import convex_hull_area
 from faceanim.warping.keypoints import Keypoints
-from faceanim.warping.motion import convex_hull_area, find_best_frame, normalize_keypoints
+from faceanim.warping.motion import find_best_frame, normalize_keypoints
 
 UNIT_SQUARE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 

@@ -30,7 +30,8 @@ from ...checkpoints import load_into, load_state_dict
 from ...errors import InputError
 from ...fileio import atomic_path
 from ...train import (FitResult, PairOptions, Phase, TrainingMethod, image_grid, open_frame_pairs)
-from ...train.data import SampleKey, resize_frame
+from ...media.image import resize_square
+from ...train.data import SampleKey
 from .config import AugmentationParams, DepthTrainConfig, WeightFiles
 from .depth import DepthDecoder, DepthEncoder
 from .monodepth import (PoseNetwork, camera_motion, disparity_to_depth, photometric_error, reprojection_grid,
@@ -89,7 +90,7 @@ class FrameTripletDataset(Dataset):
         video = self.videos[video_index]
         target = index - int(self.starts[video_index]) + self.stride
         frames = video.read([target - self.stride, target, target + self.stride])
-        frames = self.flips([resize_frame(f, self.size).astype(np.float32) / 255.0 for f in frames], rng)
+        frames = self.flips([resize_square(f, self.size).astype(np.float32) / 255.0 for f in frames], rng)
         jittered = self.jitter(frames, rng) if rng.random() < self.jitter_probability else frames
         return {"frames": _stacked(frames), "frames_aug": _stacked(jittered), "name": video.name}
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError
+from ...media.convert import to_tensor
 from ...warping.animator import MotionOptions
 from ...warping.keypoints import Keypoints
 from ...warping.motion import normalize_keypoints
@@ -175,8 +176,8 @@ class DaGANPipeline:
                 shape = getattr(crop, "shape", None)
                 raise InputError(None, f"DaGAN takes uint8 ({size}, {size}, 3) RGB crops, got "
                                        f"{getattr(crop, 'dtype', type(crop).__name__)} {shape}")
-        batch = torch.from_numpy(np.stack(crops)).to(self.device)
-        return batch.permute(0, 3, 1, 2).float().div_(255)
+        # channels-last, the layout the model was moved to
+        return to_tensor(np.stack(crops), (0.0, 1.0), self.device).contiguous(memory_format=torch.channels_last)
 
     def _backend_flags(self) -> contextlib.AbstractContextManager:
         """cuDNN without TF32 (its 10-bit mantissa would undo the float32 islands), autotuned in fast mode."""

@@ -40,13 +40,13 @@ import torch
 from torch import nn
 
 from ...checkpoints import load_into, load_pretrained
-from ...errors import InputError, MissingWeightsError
+from ...errors import InputError
 from ...fileio import atomic_path
 from ...losses import (ImagePyramid, PyramidPerceptualLoss, RandomWarp, feature_matching_loss,
                        lsgan_discriminator_loss, lsgan_generator_loss)
 from ...nn.backbones import load_vgg19
 from ...nn.precision import full_precision
-from ...registry import get_method
+from ...registry import WeightSpec, get_method
 from ...train import (Augmentation, ColorJitter, FitResult, PairOptions, Phase, Trainer, TrainerConfig,
                       TrainingMethod, image_grid, open_frame_pairs)
 from ...warping.keypoints import Keypoints
@@ -56,7 +56,6 @@ from .weights import load_official, save_converted
 
 log = logging.getLogger(__name__)
 
-VGG19_ENV = "FACEANIM_VGG19"
 EXPORT_FOLDER = "model"
 COMPONENTS = ("generator", "kp_detector", "discriminator", "depth_encoder", "depth_decoder")
 
@@ -279,15 +278,12 @@ def load_initial_weights(model: DaGANModel, path: str | os.PathLike) -> list[str
     return loaded
 
 
-def _weight_file(given: str | None, configured: str | None, env: str, flag: str, what: str) -> str:
-    """The flag's path, else the config's, else the environment variable's; else MissingWeightsError."""
-    path = given or configured or os.environ.get(env)
-    if not path:
-        raise MissingWeightsError(f"DaGAN training needs {what}: pass {flag} PATH, set it under weights: in the "
-                                  f"config, or set {env}")
+def _weight_file(spec: WeightSpec, given: str | None, configured: str | None, what: str) -> str:
+    """The flag's path, else the config's, else the environment variable's (MissingWeightsError if none)."""
+    path = spec.resolve(given, configured, config_key=spec.name.replace("-", "_"))
     if not Path(path).exists():
-        raise InputError(path, f"{what} not found ({flag})")
-    return str(path)
+        raise InputError(path, f"{what} not found ({spec.flag})")
+    return path
 
 
 def resolve_weights(config: DaGANTrainConfig, overrides: WeightFiles = WeightFiles()) -> DaGANTrainingFiles:
@@ -305,10 +301,10 @@ def resolve_weights(config: DaGANTrainConfig, overrides: WeightFiles = WeightFil
         for name, what in (("depth_encoder", "the depth encoder (Monodepth2 encoder.pth)"),
                            ("depth_decoder", "the depth decoder (Monodepth2 depth.pth)")):
             spec = specs[name.replace("_", "-")]
-            depth[name] = _weight_file(getattr(overrides, name), getattr(configured, name), spec.env, spec.flag, what)
+            depth[name] = _weight_file(spec, getattr(overrides, name), getattr(configured, name), what)
     vgg19 = None
     if any(config.loss_weights.perceptual):
-        vgg19 = _weight_file(overrides.vgg19, configured.vgg19, VGG19_ENV, "--vgg19",
+        vgg19 = _weight_file(specs["vgg19"], overrides.vgg19, configured.vgg19,
                              "VGG-19 weights for the perceptual loss (torchvision vgg19 .pth)")
     return DaGANTrainingFiles(depth.get("depth_encoder"), depth.get("depth_decoder"), vgg19, init)
 

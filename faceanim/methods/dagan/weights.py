@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from ...checkpoints import (CONFIG_NAME, LoadReport, load_checkpoint, load_into, load_pretrained, save_pretrained,
                             state_dict_from)
-from ...errors import CheckpointError, InputError, MissingWeightsError
+from ...errors import CheckpointError, InputError
 from ...registry import get_method
 from .config import DaGANModelConfig, vox256
 from .model import DaGANModel
@@ -177,10 +177,5 @@ def load_model(path: PathLike | None = None, *, checkpoint: PathLike | None = No
 def resolve_weight(name: str, given: PathLike | None) -> PathLike:
     """`given`, else the environment variable of the registry's weight `name` ("checkpoint",
     "depth-encoder", "depth-decoder"), else MissingWeightsError naming its flag."""
-    if given is not None:
-        return given
     spec = next(weight for weight in get_method(METHOD).weights if weight.name == name)
-    from_env = os.environ.get(spec.env)
-    if from_env:
-        return from_env
-    raise MissingWeightsError(f"DaGAN weights missing: {spec.description} (pass {spec.flag} PATH or set {spec.env})")
+    return spec.resolve(given)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...face import as_landmarks, inner_mouth_opening
-from ...face.landmarks import eye_axis
+from ...face.landmarks import convex_hull_area, eye_axis
 from ...face.masks import INNER_LIP_PAIRS, face_width
 from .expression import set_mouth
 
@@ -70,13 +70,6 @@ def invert(matrix: np.ndarray) -> np.ndarray:
     return np.hstack([linear, (-linear @ matrix[:, 2])[:, None]])
 
 
-def hull_area(landmarks: np.ndarray) -> float:
-    """Area of the convex hull of the landmarks (FOMM's adapt-scale measure)."""
-    import cv2
-
-    return float(cv2.contourArea(cv2.convexHull(landmarks.astype(np.float32))))
-
-
 def keep_gaps_open(landmarks: np.ndarray) -> np.ndarray:
     """Undo crossings (a lower lip above the upper lip, an eyelid through the other): such points meet
     at their midpoint. Measured along the face's own vertical axis, so rotated faces work."""
@@ -112,7 +105,7 @@ class MotionTransfer:
         # motion is carried in image axes, scaled to the source face (not rotated into it)
         self.motion_scale = float(np.sqrt(abs(np.linalg.det(self.align[:, :2]))))
         if adapt_scale:
-            self.motion_scale = float(np.sqrt(hull_area(self.source) / max(hull_area(self.initial), 1e-9)))
+            self.motion_scale = float(np.sqrt(convex_hull_area(self.source) / max(convex_hull_area(self.initial), 1e-9)))
         self.maps = local_maps(self.initial, self.source, self.motion_scale * np.eye(2))
 
     def decompose(self, driving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
