@@ -30,32 +30,27 @@ class SameBlock2d(nn.Module):
         return F.relu(self.norm(self.conv(x)))
 
 
-class DownBlock2d(nn.Module):
+class DownBlock2d(SameBlock2d):
     """conv -> BatchNorm -> ReLU -> 2x2 average pooling (half resolution)."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: IntPair = 3, padding: IntPair = 1,
                  groups: int = 1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        super().__init__(in_features, out_features, groups=groups, kernel_size=kernel_size, padding=padding)
         self.pool = nn.AvgPool2d(kernel_size=(2, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(F.relu(self.norm(self.conv(x))))
+        return self.pool(super().forward(x))
 
 
-class UpBlock2d(nn.Module):
+class UpBlock2d(SameBlock2d):
     """Nearest x2 upsampling -> conv -> BatchNorm -> ReLU (double resolution)."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: IntPair = 3, padding: IntPair = 1,
                  groups: int = 1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        super().__init__(in_features, out_features, groups=groups, kernel_size=kernel_size, padding=padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.interpolate(x, scale_factor=2, mode="nearest")
-        return F.relu(self.norm(self.conv(out)))
+        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 class ResBlock2d(nn.Module):
