@@ -4,7 +4,8 @@ Under `torch.autocast` convolutions and matmuls run in bfloat16/float16, which i
 not for what becomes a position: keypoint heatmaps (a softmax with temperature 0.1 amplifies logit
 rounding tenfold), dense-motion masks that blend sampling grids, and the unscaled attention logits of
 DaGAN. These helpers compute such values in the weights' own precision; outside autocast they change
-nothing (same calls, same numbers).
+nothing (same calls, same numbers). On CUDA, `cudnn_full_precision` keeps cuDNN's convolutions off TF32,
+whose 10-bit mantissa would otherwise undo those islands (and an "exact" mode).
 """
 from __future__ import annotations
 
@@ -31,3 +32,23 @@ def run_full_precision(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor
     dtype = next(module.parameters()).dtype
     with full_precision(inputs[0]):
         return module(*(x.to(dtype) for x in inputs))
+
+
+@contextlib.contextmanager
+def cudnn_full_precision(*, benchmark: bool) -> Iterator[None]:
+    """cuDNN convolutions in true float32 (no TF32) and its autotuning as given inside the block."""
+    cudnn = torch.backends.cudnn
+    per_operator = getattr(cudnn, "conv", None)   # torch >= 2.9 sets TF32 per operator (the old flag may raise)
+    saved = (per_operator.fp32_precision if per_operator is not None else cudnn.allow_tf32), cudnn.benchmark
+
+    def apply(precision, bench: bool) -> None:
+        if per_operator is not None:
+            per_operator.fp32_precision = precision
+        else:
+            cudnn.allow_tf32 = precision
+        cudnn.benchmark = bench
+    apply("ieee" if per_operator is not None else False, benchmark)
+    try:
+        yield
+    finally:
+        apply(*saved)

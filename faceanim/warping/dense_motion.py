@@ -16,7 +16,7 @@ from torch import nn
 
 from ..nn.blocks import AntiAliasInterpolation2d, Hourglass
 from ..nn.precision import full_precision
-from .keypoints import Keypoints, kp2gaussian, make_coordinate_grid
+from .keypoints import Keypoints, broadcast_points, kp2gaussian, make_coordinate_grid
 
 
 @dataclass
@@ -31,40 +31,42 @@ class DenseMotion:
 
 
 def warp(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Bilinear backward warp with zero padding; align_corners=False is PyTorch's default, which the
-    official code gets by not passing it."""
+    """Bilinear (trilinear for (B, C, D, H, W) volumes) backward warp with zero padding; align_corners=False
+    is PyTorch's default, which the official code gets by not passing it."""
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def heatmap_representation(spatial_size: tuple[int, int], kp_driving: Keypoints,
+def heatmap_representation(spatial_size: tuple[int, ...], kp_driving: Keypoints,
                            kp_source: Keypoints, kp_variance: float) -> torch.Tensor:
-    """H_k = G(p_k^D) - G(p_k^S) with a zero background channel first: (B, K+1, 1, h, w) (Eq. 6)."""
+    """H_k = G(p_k^D) - G(p_k^S) with a zero background channel first: (B, K+1, 1, *spatial_size) (Eq. 6)."""
     heatmap = (kp2gaussian(kp_driving.value, spatial_size, kp_variance)
                - kp2gaussian(kp_source.value, spatial_size, kp_variance))
     background = heatmap.new_zeros(heatmap.shape[0], 1, *spatial_size)
     return torch.cat([background, heatmap], dim=1).unsqueeze(2)
 
 
-def sparse_motions(spatial_size: tuple[int, int], kp_driving: Keypoints, kp_source: Keypoints) -> torch.Tensor:
-    """T_k(z) for the identity background and every keypoint: (B, K+1, h, w, 2) (Eq. 4)."""
-    h, w = spatial_size
-    identity = make_coordinate_grid((h, w), kp_source.value.dtype, kp_source.value.device).view(1, 1, h, w, 2)
-    offset = identity - kp_driving.value[:, :, None, None, :]
+def sparse_motions(spatial_size: tuple[int, ...], kp_driving: Keypoints, kp_source: Keypoints) -> torch.Tensor:
+    """T_k(z) for the identity background and every keypoint: (B, K+1, *spatial_size, n), n = 2 or 3 (Eq. 4)."""
+    ndim = len(spatial_size)
+    grid = make_coordinate_grid(spatial_size, kp_source.value.dtype, kp_source.value.device)
+    identity = grid.view(1, 1, *grid.shape)
+    offset = identity - broadcast_points(kp_driving.value, ndim)
     if kp_driving.jacobian is not None:
         jacobian = torch.matmul(kp_source.jacobian, torch.inverse(kp_driving.jacobian))
-        offset = torch.matmul(jacobian[:, :, None, None], offset.unsqueeze(-1)).squeeze(-1)
-    driving_to_source = offset + kp_source.value[:, :, None, None, :]
+        jacobian = jacobian.reshape(*jacobian.shape[:2], *(1,) * ndim, ndim, ndim)
+        offset = torch.matmul(jacobian, offset.unsqueeze(-1)).squeeze(-1)
+    driving_to_source = offset + broadcast_points(kp_source.value, ndim)
     batch = driving_to_source.shape[0]
-    return torch.cat([identity.expand(batch, 1, h, w, 2), driving_to_source], dim=1)
+    return torch.cat([identity.expand(batch, *identity.shape[1:]), driving_to_source], dim=1)
 
 
 def deform_by_each(image: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
-    """The image warped by each of the K+1 transforms: (B, K+1, C, h, w) (Eq. 7)."""
-    b, c, h, w = image.shape
+    """The image (B, C, *spatial) warped by each of the K+1 transforms: (B, K+1, C, *spatial) (Eq. 7)."""
+    b, c, *spatial = image.shape
     count = motions.shape[1]
-    repeated = image.unsqueeze(1).expand(b, count, c, h, w).reshape(b * count, c, h, w)
-    deformed = warp(repeated, motions.reshape(b * count, h, w, 2))
-    return deformed.view(b, count, c, h, w)
+    repeated = image.unsqueeze(1).expand(b, count, c, *spatial).reshape(b * count, c, *spatial)
+    deformed = warp(repeated, motions.reshape(b * count, *motions.shape[2:]))
+    return deformed.view(b, count, c, *spatial)
 
 
 class DenseMotionNetwork(nn.Module):

@@ -19,7 +19,8 @@ from ..nn.precision import full_precision
 
 @dataclass
 class Keypoints:
-    """value: (B, K, 2) positions in [-1, 1] (x, y); jacobian: (B, K, 2, 2) or None."""
+    """value: (B, K, 2) positions in [-1, 1] (x, y), or (B, K, 3) (x, y, z) for face-vid2vid's 3-D
+    keypoints; jacobian: (B, K, n, n) or None."""
 
     value: torch.Tensor
     jacobian: torch.Tensor | None = None
@@ -37,26 +38,32 @@ class Keypoints:
         return Keypoints(value, jacobian)
 
 
-def make_coordinate_grid(spatial_size: tuple[int, int], dtype: torch.dtype = torch.float32,
+def make_coordinate_grid(spatial_size: tuple[int, ...], dtype: torch.dtype = torch.float32,
                          device: torch.device | str | None = None) -> torch.Tensor:
-    """(H, W, 2) grid of (x, y) pixel-centre coordinates spanning [-1, 1] corner to corner."""
-    h, w = spatial_size
-    x = 2 * (torch.arange(w, dtype=dtype, device=device) / (w - 1)) - 1
-    y = 2 * (torch.arange(h, dtype=dtype, device=device) / (h - 1)) - 1
-    return torch.stack([x.view(1, w).expand(h, w), y.view(h, 1).expand(h, w)], dim=2)
+    """(*spatial_size, n) grid of pixel-centre coordinates spanning [-1, 1] corner to corner, for n = 2
+    axes (H, W) or 3 (D, H, W); coordinates are ordered x, y(, z), the last axis first, as `grid_sample`
+    expects."""
+    axes = [2 * (torch.arange(size, dtype=dtype, device=device) / (size - 1)) - 1 for size in spatial_size]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], dim=-1)
 
 
-def kp2gaussian(value: torch.Tensor, spatial_size: tuple[int, int], kp_variance: float) -> torch.Tensor:
-    """Gaussian bumps exp(-|z - p_k|^2 / (2 var)) at keypoints `value` (..., K, 2) -> (..., K, H, W)."""
+def broadcast_points(value: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(..., K, n) keypoints viewed as (..., K, 1 x ndim, n), to broadcast against a coordinate grid."""
+    return value.reshape(*value.shape[:-1], *(1,) * ndim, value.shape[-1])
+
+
+def kp2gaussian(value: torch.Tensor, spatial_size: tuple[int, ...], kp_variance: float) -> torch.Tensor:
+    """Gaussian bumps exp(-|z - p_k|^2 / (2 var)) at keypoints `value` (..., K, n) -> (..., K, *spatial_size)."""
     grid = make_coordinate_grid(spatial_size, value.dtype, value.device)
-    offset = grid - value[..., None, None, :]
+    offset = grid - broadcast_points(value, len(spatial_size))
     return torch.exp(-0.5 * (offset ** 2).sum(-1) / kp_variance)
 
 
 def heatmap_mean(heatmap: torch.Tensor) -> torch.Tensor:
-    """Mean position (B, K, 2) of normalised heatmaps (B, K, H, W): the soft-argmax."""
+    """Mean position (B, K, n) of normalised heatmaps (B, K, *spatial) with n = 2 or 3 spatial axes:
+    the soft-argmax."""
     grid = make_coordinate_grid(heatmap.shape[2:], heatmap.dtype, heatmap.device)
-    return (heatmap.unsqueeze(-1) * grid).sum(dim=(2, 3))
+    return (heatmap.unsqueeze(-1) * grid).sum(dim=tuple(range(2, heatmap.dim())))
 
 
 class KPDetector(nn.Module):

@@ -29,6 +29,7 @@ import torch
 
 from ...errors import InputError
 from ...media.convert import to_tensor
+from ...nn.precision import cudnn_full_precision
 from ...warping.animator import MotionOptions
 from ...warping.keypoints import Keypoints
 from ...warping.motion import normalize_keypoints
@@ -183,7 +184,7 @@ class DaGANPipeline:
         """cuDNN without TF32 (its 10-bit mantissa would undo the float32 islands), autotuned in fast mode."""
         if self.device.type != "cuda":
             return contextlib.nullcontext()
-        return _cudnn_full_precision(benchmark=self.precision == "fast" or torch.backends.cudnn.benchmark)
+        return cudnn_full_precision(benchmark=self.precision == "fast" or torch.backends.cudnn.benchmark)
 
     @contextlib.contextmanager
     def _compute_context(self) -> Iterator[None]:
@@ -193,23 +194,3 @@ class DaGANPipeline:
                 dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
                 stack.enter_context(torch.autocast(self.device.type, dtype=dtype))
             yield
-
-
-@contextlib.contextmanager
-def _cudnn_full_precision(*, benchmark: bool) -> Iterator[None]:
-    """cuDNN convolutions in true float32 (no TF32) and its autotuning as given inside the block."""
-    cudnn = torch.backends.cudnn
-    per_operator = getattr(cudnn, "conv", None)   # torch >= 2.9 sets TF32 per operator (the old flag may raise)
-    saved = (per_operator.fp32_precision if per_operator is not None else cudnn.allow_tf32), cudnn.benchmark
-
-    def apply(precision, bench: bool) -> None:
-        if per_operator is not None:
-            per_operator.fp32_precision = precision
-        else:
-            cudnn.allow_tf32 = precision
-        cudnn.benchmark = bench
-    apply("ieee" if per_operator is not None else False, benchmark)
-    try:
-        yield
-    finally:
-        apply(*saved)

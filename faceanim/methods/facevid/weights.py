@@ -1,0 +1,81 @@
+"""Loading face-vid2vid weights into a `FaceVidModel`: the official `Facevid.pth` and our converted folders.
+
+- `Facevid.pth` (the re-implementation's `Logger.save_cpk`, as FADM ships it under
+  modules/Facevid/ckpt/): state dicts under `kp_detector`, `he_estimator`, `generator` (plus optimisers and
+  the discriminator when saved by training, which inference ignores), without DataParallel prefixes.
+- A converted folder (`convert.convert_official`): `config.json` ({"method": "facevid", "model": config})
+  and `model.safetensors` with the three networks under their `FaceVidModel` names.
+Every file is read with the weights-only loader of `faceanim.checkpoints`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ...checkpoints import CONFIG_NAME, load_checkpoint, load_into, load_pretrained, save_pretrained, state_dict_from
+from ...errors import CheckpointError, InputError
+from ...warping.facevid import FaceVidConfig, FaceVidModel, load_official, vox256
+from .config import read_official_config
+
+PathLike = str | os.PathLike
+METHOD = "facevid"
+
+
+def official_model(checkpoint: PathLike, *, config: PathLike | FaceVidConfig | None = None) -> FaceVidModel:
+    """A FaceVidModel with `Facevid.pth` loaded strictly (CheckpointError names a file that does not fit).
+
+    `config`: a FaceVidConfig or the official YAML; without it the released vox256 layout is used, with the
+    keypoint Jacobian head when the file has one (the YAML's `estimate_jacobian: True`)."""
+    contents = load_checkpoint(checkpoint)
+    if isinstance(config, FaceVidConfig):
+        model_config = config
+    elif config is not None:
+        model_config = read_official_config(config)
+    else:
+        model_config = dataclasses.replace(vox256(), estimate_jacobian=_has_jacobian(contents, checkpoint))
+    model = FaceVidModel(model_config)
+    try:
+        load_official(model, contents, source=checkpoint)
+    except CheckpointError as err:
+        if config is not None:
+            raise
+        raise CheckpointError(err.path, f"{err.problem} (not the released vox256 layout? pass the official YAML "
+                                        f"it was trained with as config)") from None
+    return model.eval()
+
+
+def _has_jacobian(contents: Any, checkpoint: PathLike) -> bool:
+    return "jacobian.weight" in state_dict_from(contents, "kp_detector", path=checkpoint, strip_prefixes=())
+
+
+def save_converted(model: FaceVidModel, folder: PathLike, *, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write `model` as a converted folder, atomically."""
+    config = {"method": METHOD, "model": model.config.to_dict()}
+    return save_pretrained(folder, config, model.state_dict(), metadata={"method": METHOD, **(metadata or {})})
+
+
+def load_converted(folder: PathLike) -> FaceVidModel:
+    """A FaceVidModel from a converted folder."""
+    config, state = load_pretrained(folder)
+    if not isinstance(config, dict) or config.get("method") != METHOD or not isinstance(config.get("model"), dict):
+        found = config.get("method") if isinstance(config, dict) else None
+        raise CheckpointError(Path(folder) / CONFIG_NAME, f"is not a converted face-vid2vid model (method: {found})")
+    try:
+        model_config = FaceVidConfig.from_dict(config["model"])
+    except (InputError, TypeError) as err:
+        raise CheckpointError(Path(folder) / CONFIG_NAME, getattr(err, "problem", str(err))) from None
+    model = FaceVidModel(model_config)
+    load_into(model, state, strict=True, source=folder)
+    return model.eval()
+
+
+def load_model(checkpoint: PathLike, *, config: PathLike | FaceVidConfig | None = None) -> FaceVidModel:
+    """The model from a converted folder or an official `Facevid.pth` (`config` applies to the latter)."""
+    if Path(checkpoint).is_dir():
+        if config is not None:
+            raise InputError(checkpoint, "is a converted folder, which holds its own settings; config applies "
+                                         "to official Facevid.pth checkpoints only")
+        return load_converted(checkpoint)
+    return official_model(checkpoint, config=config)
