@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError
 from .fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -240,3 +240,36 @@ def load_pretrained(folder: str | os.PathLike) -> tuple[dict, dict]:
         raise CheckpointError(config_path, f"is not valid JSON ({_first_line(err)})") from None
     log.info("loading %s (sha256 %s)", weights_path, sha256(weights_path))
     return config, _load_safetensors(weights_path)
+
+
+@dataclasses.dataclass
+class Conversion:
+    """What a `faceanim convert` read (name -> (path, sha256)) and wrote (a folder with these components)."""
+
+    output: Path
+    inputs: dict[str, tuple[Path, str]] = dataclasses.field(default_factory=dict)
+    components: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, output: str | os.PathLike, inputs: Mapping[str, str | os.PathLike],
+           components: tuple[str, ...]) -> "Conversion":
+        return cls(Path(output), {name: (Path(path), sha256(path)) for name, path in inputs.items()}, components)
+
+    def metadata(self) -> dict[str, str]:
+        """The inputs' names and hashes, for the converted file's safetensors metadata."""
+        out = {f"{name}_sha256": digest for name, (_, digest) in self.inputs.items()}
+        out.update({f"{name}_file": path.name for name, (path, _) in self.inputs.items()})
+        return out
+
+
+def check_conversion_paths(inputs: Mapping[str, str | os.PathLike], output: str | os.PathLike) -> None:
+    """Official files in, a folder out: an input that is a folder (converted already?) is refused, and
+    only a new path or an earlier converted folder may be (re)written, never someone's other folder."""
+    for path in inputs.values():
+        if Path(path).is_dir():
+            raise InputError(path, "is a folder (converted already?); convert takes the official file")
+    output = Path(output)
+    if output.is_file():
+        raise InputError(output, "exists and is a file; the output is a folder")
+    if output.is_dir() and any(output.iterdir()) and not (output / CONFIG_NAME).is_file():
+        raise InputError(output, "exists and is not a converted model folder; choose a new path")

@@ -14,6 +14,16 @@ def _method_task(task: str):
 
         settings = _method_settings(args)
         inputs = [getattr(args, name) for name in TASK_INPUTS[task]]
+        if settings.get("refine_video") is not None:
+            if any(value is not None for value in inputs):
+                raise InputError(None, "--refine-video takes no SOURCE and DRIVING (the video is refined as it is)")
+            output = animate.refine(settings.pop("refine_video"), args.output, method=args.method,
+                                    checkpoint=args.checkpoint, **settings)
+            print(f"wrote {output}")
+            return 0
+        missing = [name.upper() for name, value in zip(TASK_INPUTS[task], inputs) if value is None]
+        if missing:
+            raise InputError(None, f"{task} needs {' and '.join(missing)}")
         output = getattr(animate, task)(*inputs, args.output, method=args.method, checkpoint=args.checkpoint,
                                         **settings)
         print(f"wrote {output}")
@@ -35,14 +45,17 @@ def _method_settings(args: argparse.Namespace) -> dict:
     if foreign:
         raise InputError(None, f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to "
                                f"--method {args.method}")
-    if settings.pop("absolute", False):
-        settings["relative"] = False
+    absolute, relative = settings.pop("absolute", False), settings.pop("relative_motion", False)
+    if absolute and relative:
+        raise InputError(None, "--absolute and --relative exclude each other")
+    if absolute or relative:
+        settings["relative"] = relative
     return settings
 
 
 TASK_INPUTS = {"reenact": ("source", "driving"), "talk": ("source", "audio"), "edit": ("video",)}
 WARP = ("warp",)
-CROP_MODELS = ("dagan",)          # methods that animate face crops (faceanim.tasks.crop_reenact)
+CROP_MODELS = ("dagan", "fomm", "facevid", "fadm")   # methods of face crops (faceanim.tasks.crop_reenact)
 
 
 class _Options:
@@ -63,13 +76,16 @@ class _Options:
 
 
 def _add_motion_options(options: _Options) -> None:
-    add = options.group("motion transfer (warp, dagan)", WARP + CROP_MODELS)
+    add = options.group("motion transfer (warp and the models of face crops; fadm: its coarse animator)",
+                        WARP + CROP_MODELS)
     add("--detector", choices=["hog", "mmod"], help="face detector (default hog)")
     add("--absolute", action="store_true",
-        help="take the driving face's shape and pose as they are (default: relative motion)")
+        help="take the driving face's shape and pose as they are (default for fadm and facevid)")
+    add("--relative", dest="relative_motion", action="store_true",
+        help="move the source by the driving face's change from the initial frame (default for warp, dagan, fomm)")
     add("--adapt-scale", action=argparse.BooleanOptionalAction,
         help="scale head motion by the ratio of face sizes (FOMM's adapt_movement_scale; default: on for "
-             "dagan, off for warp)")
+             "dagan and fomm, off otherwise)")
 
 
 def _add_warp_options(options: _Options, task: str) -> None:
@@ -91,7 +107,7 @@ def _add_warp_options(options: _Options, task: str) -> None:
 
 
 def _add_crop_model_options(options: _Options) -> None:
-    add = options.group("models of face crops (--method dagan)", CROP_MODELS)
+    add = options.group("models of face crops (--method dagan, fomm, facevid, fadm)", CROP_MODELS)
     add("--no-crop", dest="crop", action="store_false",
         help="the photo and the driving frames are face crops already (only resized, as the official demos do)")
     add("--driving-crop", choices=["smooth", "fixed"],
@@ -101,15 +117,35 @@ def _add_crop_model_options(options: _Options) -> None:
     add("--best-frame", type=int, metavar="N", help="measure motion from driving frame N")
     add("--precision", choices=["exact", "fast"],
         help="exact: float32 (default); fast: bfloat16 (CPU) / float16 (CUDA) where precision allows")
-    add("--batch-size", type=int, help="driving frames per forward pass (default 8)")
+    add("--batch-size", type=int, help="driving frames per forward pass (default 8; fadm 1)")
     add("--device", help="torch device (default: cuda if available, else cpu)")
-    add = options.group("DaGAN weights (--method dagan; with --checkpoint X.pth.tar)", ("dagan",))
+    add = options.group("DaGAN weights (--method dagan, or fadm --coarse dagan; with X.pth.tar)", ("dagan", "fadm"))
     add("--depth-encoder", help="the depth network's Monodepth2 encoder.pth (or set FACEANIM_DAGAN_DEPTH_ENCODER)")
     add("--depth-decoder", help="the depth network's Monodepth2 depth.pth (or set FACEANIM_DAGAN_DEPTH_DECODER)")
+    add = options.group("official model settings (--method dagan, fomm, facevid; fadm: its coarse animator)",
+                        CROP_MODELS)
     add("--config", help="official YAML (e.g. config/vox-adv-256.yaml; default: the released vox256 model)")
+    add = options.group("DaGAN settings", ("dagan", "fadm"))
     add("--kp-num", type=int, help="keypoints, as the official --kp_num (default: read from the checkpoint)")
     add("--generator", choices=["DepthAwareGenerator", "SPADEDepthAwareGenerator"],
         help="generator class, as the official --generator (default: read from the checkpoint)")
+
+
+def _add_fadm_options(options: _Options) -> None:
+    add = options.group("FADM (--method fadm; --checkpoint: diffusion.pth or a converted folder)", ("fadm",))
+    add("--coarse", choices=["facevid", "fomm", "dagan", "warp"],
+        help="coarse animator whose frames are refined (default facevid, as the official demo)")
+    add("--coarse-checkpoint", help="its weights: Facevid.pth, FOMM.pth or a DaGAN checkpoint / converted folder "
+                                    "(or set FACEANIM_FADM_COARSE)")
+    add("--coarse-config", help="the coarse animator's official YAML, when not its released layout")
+    add("--deca", help="DECA's deca_model.tar (or set FACEANIM_DECA; not needed for a converted folder holding it)")
+    add("--steps", type=int, help="sampler steps (default: all 100, the official sampler; fewer = faster, respaced)")
+    add("--eta", type=float, help="DDIM eta (default 1, the official sampler)")
+    add("--seed", type=int, help="noise seed (default 0)")
+    add("--fresh-noise", dest="share_noise", action="store_false",
+        help="new noise for every frame (default: one noise for the whole video, the official choice)")
+    add("--refine-video", metavar="COARSE.mp4",
+        help="refine an existing animation instead (official 'direct' mode; no SOURCE/DRIVING)")
 
 
 def _add_method_arg(parser: argparse.ArgumentParser, task: str, default: str) -> None:
@@ -123,7 +159,8 @@ def _add_method_task(sub, task: str, description: str, inputs: dict[str, str], d
     """reenact / talk / edit: input files, -o OUTPUT.mp4, and the method with its weights."""
     p = sub.add_parser(task, help=description)
     for name, text in inputs.items():
-        p.add_argument(name, help=text)
+        # optional for reenact: `--method fadm --refine-video` has no source and driving
+        p.add_argument(name, help=text, **({"nargs": "?"} if task == "reenact" else {}))
     p.add_argument("-o", "--output", required=True, help="output .mp4")
     _add_method_arg(p, task, default_method)
     options = _Options(p)
@@ -133,6 +170,7 @@ def _add_method_task(sub, task: str, description: str, inputs: dict[str, str], d
         _add_warp_options(options, task)
     if task == "reenact":
         _add_crop_model_options(options)
+        _add_fadm_options(options)
     p.set_defaults(run=_method_task(task))
 
 
@@ -157,7 +195,7 @@ def _not_yet(what: str):
     return run
 
 
-TRAIN_WEIGHTS = ("depth_encoder", "depth_decoder", "vgg19", "init", "resnet")
+TRAIN_WEIGHTS = ("depth_encoder", "depth_decoder", "vgg19", "init", "resnet", "coarse", "deca", "fomm_config")
 
 
 def add_train(sub) -> None:
@@ -168,7 +206,8 @@ def add_train(sub) -> None:
     p.add_argument("method", choices=[m.name for m in list_methods()])
     p.add_argument("--config", help="training config: a YAML file or a packaged one (dagan: vox256.yaml, "
                                     "tiny.yaml, depth.yaml, depth_tiny.yaml; default vox256.yaml, or depth.yaml "
-                                    "with --stage depth); official DaGAN YAMLs are read too")
+                                    "with --stage depth; official DaGAN YAMLs are read too; fadm: vox256.yaml "
+                                    "(default), tiny.yaml)")
     p.add_argument("--data", help="dataset folder written by `faceanim preprocess` (or an official ROOT with train/)")
     p.add_argument("-o", "--output", help="run folder: checkpoints, TensorBoard logs, samples, exported model "
                                           "(default runs/METHOD)")
@@ -181,8 +220,15 @@ def add_train(sub) -> None:
     group.add_argument("--depth-decoder", help="frozen depth network: Monodepth2 depth.pth")
     group.add_argument("--vgg19", help="torchvision-format VGG-19 weights for the perceptual loss "
                                        "(or set FACEANIM_VGG19)")
-    group.add_argument("--init", help="start from a converted DaGAN folder or an official *.pth.tar")
+    group.add_argument("--init", help="start from a converted DaGAN folder or an official *.pth.tar "
+                                      "(fadm: a converted FADM folder or an official diffusion.pth)")
     group.add_argument("--resnet", help="depth stage: torchvision-format ImageNet ResNet both encoders start from")
+    group = p.add_argument_group("FADM (faceanim train fadm; --init as above)")
+    group.add_argument("--coarse-checkpoint", dest="coarse", metavar="PATH",
+                       help="frozen coarse animator: FOMM.pth (or set FACEANIM_FADM_COARSE)")
+    group.add_argument("--fomm-config", help="official FOMM YAML of that checkpoint (default: the config's "
+                                             "coarse: settings, FOMM vox-256 in vox256.yaml)")
+    group.add_argument("--deca", help="frozen DECA: deca_model.tar (or set FACEANIM_DECA)")
 
     def run(args):
         from ..tasks.train import train_method
@@ -214,21 +260,40 @@ def add_convert(sub) -> None:
     group.add_argument("--generator", choices=["DepthAwareGenerator", "SPADEDepthAwareGenerator"],
                        help="generator class, as the official --generator (default: from the checkpoint)")
     group.add_argument("--discriminator", action="store_true", help="keep the discriminator (for fine-tuning)")
+    group = p.add_argument_group("FADM (faceanim convert fadm diffusion.pth --deca deca_model.tar); "
+                                 "face-vid2vid (faceanim convert facevid Facevid.pth [--config YAML])")
+    group.add_argument("--deca", help="DECA's deca_model.tar, stored with the renderer (or set FACEANIM_DECA)")
     p.set_defaults(run=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
-    if args.method != "dagan":
+    if args.method not in ("dagan", "facevid", "fadm"):
         raise NotImplementedMethodError(f"conversion of '{args.method}' checkpoints is not implemented yet; "
                                         f"see the README's status table")
     if len(args.inputs) != 1:
-        raise InputError(None, f"convert dagan takes one *.pth.tar (the depth files go to --depth-encoder and "
-                               f"--depth-decoder), got {len(args.inputs)} files")
-    from ..methods.dagan.convert import convert_official
+        raise InputError(None, f"convert {args.method} takes one official file (the others go to their flags), "
+                               f"got {len(args.inputs)} files")
+    options = {"dagan": ("depth_encoder", "depth_decoder", "config", "kp_num", "generator", "discriminator"),
+               "facevid": ("config",), "fadm": ("deca",)}
+    foreign = sorted("--" + name.replace("_", "-") for name in ("depth_encoder", "depth_decoder", "config", "kp_num",
+                                                                "generator", "discriminator", "deca")
+                     if getattr(args, name) not in (None, False) and name not in options[args.method])
+    if foreign:
+        raise InputError(None, f"{', '.join(foreign)} do not apply to convert {args.method}")
+    if args.method == "dagan":
+        from ..methods.dagan.convert import convert_official
 
-    result = convert_official(args.inputs[0], args.output, depth_encoder=args.depth_encoder,
-                              depth_decoder=args.depth_decoder, config=args.config, kp_num=args.kp_num,
-                              generator=args.generator, discriminator=args.discriminator)
+        result = convert_official(args.inputs[0], args.output, depth_encoder=args.depth_encoder,
+                                  depth_decoder=args.depth_decoder, config=args.config, kp_num=args.kp_num,
+                                  generator=args.generator, discriminator=args.discriminator)
+    elif args.method == "facevid":
+        from ..methods.facevid.convert import convert_official
+
+        result = convert_official(args.inputs[0], args.output, config=args.config)
+    else:
+        from ..methods.fadm.convert import convert_official
+
+        result = convert_official(args.inputs[0], args.output, deca=args.deca)
     for path, digest in result.inputs.values():
         print(f"sha256 {digest}  {path}")
     print(f"wrote {result.output} ({', '.join(result.components)})")

@@ -49,3 +49,16 @@ def from_tensor(tensor: torch.Tensor, value_range: ValueRange = (0.0, 1.0)) -> n
     scaled = (tensor.detach().float() - low) * (255.0 / (high - low))
     pixels = scaled.clamp_(0.0, 255.0).round_().to(torch.uint8)
     return np.ascontiguousarray(pixels.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def crops_to_tensor(crops: list[np.ndarray], size: int, value_range: ValueRange = (0.0, 1.0),
+                    device: torch.device | str | None = None, *, model: str = "the model") -> torch.Tensor:
+    """A batch of face crops, each uint8 (size, size, 3) RGB, as an (N, 3, size, size) tensor; a crop of
+    another kind raises InputError saying what `model` takes."""
+    from ..errors import InputError
+
+    for crop in crops:
+        if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8 and crop.shape == (size, size, 3)):
+            raise InputError(None, f"{model} takes uint8 ({size}, {size}, 3) RGB crops, got "
+                                   f"{getattr(crop, 'dtype', type(crop).__name__)} {getattr(crop, 'shape', None)}")
+    return to_tensor(np.stack(crops), value_range, device)

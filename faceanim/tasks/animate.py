@@ -17,6 +17,7 @@ from ..media import VideoReader, VideoWriter, check_output_path, read_audio, rea
 from ..progress import progress
 from ..registry import get_method
 
+REFINERS = ("fadm",)     # methods that refine another animator's frames (faceanim.tasks.coarse builds it)
 # Settings of the crop-and-paste route (`crop_reenact.CropOptions`), not of the pipeline.
 _CROP_SETTINGS = ("crop", "increase", "driving_crop", "find_best_frame", "best_frame")
 
@@ -40,7 +41,10 @@ def reenact(source: str | os.PathLike, driving: str | os.PathLike, output: str |
 
         if "detector" in settings:
             crop_settings["detector"] = settings.pop("detector")
-        pipeline = load_pipeline("reenact", method, checkpoint, **settings)
+        if method in REFINERS:
+            pipeline = load_refiner(method, checkpoint, settings, coarse_needed=True)
+        else:
+            pipeline = load_pipeline("reenact", method, checkpoint, **settings)
         return reenact_crops(pipeline, source, driving, output, options=CropOptions(**crop_settings),
                              show_progress=show_progress)
     if crop_settings:
@@ -58,6 +62,46 @@ def reenact(source: str | os.PathLike, driving: str | os.PathLike, output: str |
             for frame in progress(frames, total=reader.frame_count, desc="reenact", enabled=show_progress):
                 writer.write(frame)
     return Path(output)
+
+
+def load_refiner(method: str, checkpoint, settings: dict, *, coarse_needed: bool):
+    """A refining method's pipeline (FADM) with the coarse animator its settings name (`coarse`,
+    `coarse_checkpoint`, `coarse_config` and the coarse model's own options), built in `tasks.coarse`."""
+    from .coarse import COARSE_SETTINGS, coarse_animator
+
+    given_name = settings.pop("coarse", None)
+    name = given_name or "facevid"
+    coarse_checkpoint = settings.pop("coarse_checkpoint", None)
+    coarse_settings = {key: settings.pop(key) for key in list(settings)
+                       if key in COARSE_SETTINGS and key not in ("device", "batch_size")}
+    if "coarse_config" in coarse_settings:
+        coarse_settings["config"] = coarse_settings.pop("coarse_config")
+    pipeline = load_pipeline("reenact", method, checkpoint, **settings)
+    if not coarse_needed:
+        if given_name or coarse_checkpoint or coarse_settings:
+            raise InputError(None, "--refine-video refines the given video; coarse-animator options do not apply")
+        return pipeline
+    shared = {key: settings[key] for key in ("device", "batch_size") if key in settings and name != "warp"}
+    pipeline.attach_coarse(coarse_animator(name, coarse_checkpoint, pipeline.crop_size, **coarse_settings, **shared))
+    return pipeline
+
+
+def refine(video: str | os.PathLike, output: str | os.PathLike | None = None, *, method: str = "fadm",
+           checkpoint: str | os.PathLike | None = None, show_progress: bool | None = None,
+           **settings) -> Path | Iterator[np.ndarray]:
+    """Refine an existing animation `video` frame by frame (FADM's 'direct' mode): its face is tracked,
+    cropped, refined and pasted back into each frame; the attribute is measured against its first frame."""
+    from .crop_reenact import CropOptions, refine_video
+
+    if output is not None:
+        check_output_path(output, "video")
+    if method not in REFINERS:
+        raise InputError(None, f"--refine-video needs a refining method ({', '.join(REFINERS)}), not {method}")
+    crop_settings = {key: settings.pop(key) for key in (*_CROP_SETTINGS, "detector") if key in settings}
+    if crop_settings.get("find_best_frame") or crop_settings.get("best_frame") is not None:
+        raise InputError(None, "--find-best-frame / --best-frame do not apply to --refine-video")
+    pipeline = load_refiner(method, checkpoint, settings, coarse_needed=False)
+    return refine_video(pipeline, video, output, options=CropOptions(**crop_settings), show_progress=show_progress)
 
 
 def _reenact_frames(pipeline, prepared, driving) -> Iterator[np.ndarray]:

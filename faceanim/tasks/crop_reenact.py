@@ -8,6 +8,7 @@ animating in the pipeline's batches and pasting back, so no video is ever held i
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..face import FaceTracker, fomm_box, fomm_crop, largest_face, prepare_paste_back
+from ..face import FaceTracker, fomm_box, fomm_crop, largest_face, paste_back, prepare_paste_back
 from ..face.crop import FOMM_INCREASE
 from ..face.video import FaceTrack, crop_video_frames, track_video
 from ..media import VideoReader, VideoWriter, read_image
@@ -139,3 +140,42 @@ def _placed(photo: _Source, crop: np.ndarray) -> np.ndarray:
         height, width = photo.image.shape[:2]
         return cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
     return photo.paste.paste(photo.image, crop)
+
+
+def refine_video(pipeline, video: str | os.PathLike, output: str | os.PathLike | None, *,
+                 options: CropOptions = CropOptions(), show_progress: bool | None = None):
+    """Refine the face of every frame of `video` with `pipeline.refine_crops` (crops in, crops out, in
+    order) and paste each result back into its own frame; write `output` (returned) or return an iterator
+    over the frames. Only `batch_size` frames are held at a time."""
+    size = int(pipeline.crop_size)
+    with VideoReader(video) as reader:
+        audio = reader.read_audio(sample_rate=None) if reader.has_audio else None
+        rate, total = reader.fps, reader.frame_count
+    plan = None
+    if options.crop:
+        track = track_video(video, tracker=FaceTracker(options.detector))
+        plan = track.crop_plan("fomm", size, motion=options.driving_crop, increase=options.increase)
+    frames = _refined_frames(pipeline, video, plan, size)
+    if output is None:
+        return frames
+    with VideoWriter(output, rate, audio=audio) as writer:
+        for frame in progress(frames, total=total, desc="refine", enabled=show_progress):
+            writer.write(frame)
+    return Path(output)
+
+
+def _refined_frames(pipeline, video, plan, size: int) -> Iterator[np.ndarray]:
+    waiting: collections.deque = collections.deque()   # the frames whose crops the pipeline holds
+
+    def crops(reader) -> Iterator[np.ndarray]:
+        for index, frame in enumerate(reader):
+            waiting.append((index, frame))
+            yield resize_square(frame, size) if plan is None else plan.crop(frame, index)
+
+    with VideoReader(video) as reader:
+        for crop in pipeline.refine_crops(crops(reader)):
+            index, frame = waiting.popleft()
+            if plan is None:
+                yield cv2.resize(crop, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_CUBIC)
+            else:
+                yield paste_back(frame, crop, plan.transforms[index])

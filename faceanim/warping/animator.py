@@ -40,8 +40,9 @@ class CoarseAnimator(Protocol, Generic[SourceT, DrivingT]):
         """The driving representation of each frame, streamed and in order (None: no face on that frame)."""
 
     def animate(self, source: SourceT, driving: DrivingT, initial: DrivingT,
-                options: MotionOptions = MotionOptions()) -> np.ndarray:
-        """The source image moved like `driving` (relative to `initial`, the first driving frame)."""
+                options: MotionOptions | None = None) -> np.ndarray:
+        """The source image moved like `driving` (relative to `initial`, the first driving frame);
+        options None: the animator's own settings."""
 
 
 class CropAnimator(Protocol, Generic[SourceT]):
@@ -57,3 +58,28 @@ class CropAnimator(Protocol, Generic[SourceT]):
                       motion: MotionOptions | None = None) -> Iterator[np.ndarray]:
         """One output crop per driving crop, streamed in order (the model batches as it likes); `initial`
         is the driving crop that relative motion is measured from; `motion` None: the model's settings."""
+
+
+class CoarseCrops(Generic[SourceT, DrivingT]):
+    """A `CoarseAnimator` of whole images (the `warp` engine) used as a `CropAnimator`: the crop is its
+    source image and the driving crops its driving frames. Until the driving face is first seen the
+    source crop is shown as it is; a frame where it is lost keeps the last pose."""
+
+    def __init__(self, animator: CoarseAnimator[SourceT, DrivingT], crop_size: int):
+        self.animator = animator
+        self.crop_size = int(crop_size)
+        self.name = animator.name
+
+    def prepare_source(self, crop: np.ndarray) -> tuple[np.ndarray, SourceT]:
+        return crop, self.animator.prepare_source(crop)
+
+    def animate_crops(self, source: tuple[np.ndarray, SourceT], driving_crops: Iterable[np.ndarray],
+                      initial: np.ndarray, motion: MotionOptions | None = None) -> Iterator[np.ndarray]:
+        crop, prepared = source
+        reference = next(iter(self.animator.driving_motion([initial])), None)
+        last = None
+        for driving in self.animator.driving_motion(driving_crops):
+            if driving is not None:
+                reference = driving if reference is None else reference
+                last = self.animator.animate(prepared, driving, reference, motion)
+            yield crop if last is None else last

@@ -22,14 +22,12 @@ def test_help_lists_every_subcommand():
 
 
 @pytest.mark.parametrize("argv", [
-    ["reenact", "a.png", "b.mp4", "-o", "o.mp4", "--method", "fadm"],
     ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "emo"],
     ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "diffused_heads"],
     ["edit", "v.mp4", "-o", "o.mp4", "--method", "dva"],
     ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "dva"],
-    ["train", "fadm"],
     ["evaluate", "--pred", "a", "--ref", "b"],
-    ["convert", "fadm", "x.pth", "-o", "out"],
+    ["convert", "dva", "x.ckpt", "-o", "out"],
 ])
 def test_unimplemented_features_say_so(argv, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -48,7 +46,7 @@ def test_info_reports_versions_device_methods_and_weights(tmp_path):
     info = json.loads(result.stdout)
     assert info["packages"]["torch"].startswith("2.")
     assert info["runtime"]["device"] in ("cpu", "cuda", "mps") and info["runtime"]["threads"] >= 1
-    assert set(info["methods"]) == {"warp", "dagan", "fadm", "diffused_heads", "emo", "dva"}
+    assert set(info["methods"]) == {"warp", "dagan", "fomm", "facevid", "fadm", "diffused_heads", "emo", "dva"}
     assert info["weights"]["dlib"]["shape_predictor_68_face_landmarks.dat"].startswith("found")
     assert "FACEANIM_DAGAN_CHECKPOINT" in info["weights"]["dagan.checkpoint"]
     (described,) = info["checkpoints"]

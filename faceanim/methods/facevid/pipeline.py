@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError
+from ...registry import get_method
 from ...media.convert import to_tensor
 from ...nn.precision import cudnn_full_precision
 from ...warping.animator import MotionOptions
@@ -93,13 +94,15 @@ class FaceVidPipeline:
         return self.model.config.image_size
 
     @classmethod
-    def from_pretrained(cls, checkpoint: str | os.PathLike, *, config: str | os.PathLike | FaceVidConfig | None = None,
-                        device: str | torch.device | None = None, precision: str = "exact", batch_size: int = 4,
+    def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, *,
+                        config: str | os.PathLike | FaceVidConfig | None = None, device: str | torch.device | None = None, precision: str = "exact", batch_size: int = 4,
                         relative: bool = False, adapt_scale: bool = False,
                         free_view: FreeView = FreeView()) -> "FaceVidPipeline":
         """Load a converted folder (config.json + model.safetensors) or the official `Facevid.pth`
-        (`config`: the official YAML or a FaceVidConfig when it is not the released vox256 layout)."""
-        return cls(load_model(checkpoint, config=config), device=device, precision=precision,
+        (`config`: the official YAML or a FaceVidConfig when it is not the released vox256 layout);
+        `checkpoint` None: FACEANIM_FACEVID_CHECKPOINT."""
+        spec = next(weight for weight in get_method("facevid").weights if weight.name == "checkpoint")
+        return cls(load_model(spec.resolve(checkpoint), config=config), device=device, precision=precision,
                    batch_size=batch_size, relative=relative, adapt_scale=adapt_scale, free_view=free_view)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:

@@ -11,14 +11,10 @@ from faceanim.methods.dagan import DaGANModel
 from faceanim.methods.dagan.config import vox256
 from faceanim.warping.motion import normalize_keypoints
 
-from .parity_data import FIXTURES, fixture, fixture_model, stem_params
+from ...parity import TOLERANCE, fixture, flat_full_keys, key_table, relative_error, stem_params
+from .parity_data import SYSTEM, fixture_model
 
-TOLERANCE = 1e-3
 INPUTS = ("source", "driving")
-
-
-def _relative_error(ours: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((ours - expected).norm() / (expected - expected.mean()).norm())
 
 
 def _animate(model: DaGANModel, source: torch.Tensor, driving: torch.Tensor, kp_initial, animation: dict,
@@ -37,7 +33,7 @@ def _animate(model: DaGANModel, source: torch.Tensor, driving: torch.Tensor, kp_
 def _reproduce(stem: str, batched: bool) -> dict:
     """The official demo's `make_animation` with the fixture's options, driving frames one at a time
     or all at once."""
-    meta, _, io = fixture(stem)
+    meta, _, io = fixture(SYSTEM, stem)
     animation = meta["animation"]
     assert animation["kp_driving_initial"] == "first driving frame", "unknown initial-frame rule"
     model = fixture_model(stem)
@@ -54,16 +50,16 @@ def _reproduce(stem: str, batched: bool) -> dict:
 
 
 @pytest.mark.parametrize("mode", ["frame_by_frame", "batched"])
-@pytest.mark.parametrize("stem", stem_params())
+@pytest.mark.parametrize("stem", stem_params(SYSTEM))
 def test_parity(stem, mode, record_property):
-    _, _, io = fixture(stem)
+    _, _, io = fixture(SYSTEM, stem)
     ours = _reproduce(stem, batched=mode == "batched")
     outputs = sorted(set(io) - set(INPUTS))
     assert set(outputs) <= set(ours), f"outputs not reproduced: {sorted(set(outputs) - set(ours))}"
     errors = {}
     for key in outputs:
         assert ours[key].shape == io[key].shape, key
-        errors[key] = _relative_error(ours[key], io[key])
+        errors[key] = relative_error(ours[key], io[key])
         record_property(f"rel_{key}", errors[key])
     print(f"\n{stem} {mode}: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
     failing = {k: v for k, v in errors.items() if not v <= TOLERANCE}
@@ -72,15 +68,7 @@ def test_parity(stem, mode, record_property):
 
 def test_full_keys():
     """The released configuration has exactly the official keys, shapes and dtypes."""
-    listing = FIXTURES / "dagan_full_keys.txt"
-    if not listing.is_file():
-        pytest.skip(f"{listing} not found")
-    expected = {}
-    for line in listing.read_text().splitlines():
-        if line.strip():
-            component, key, shape, dtype = line.split("\t")
-            expected[f"{component}.{key}"] = (shape.replace(" ", ""), dtype)
-    ours = {key: (str(list(t.shape)).replace(" ", ""), str(t.dtype).removeprefix("torch."))
-            for key, t in DaGANModel(vox256()).state_dict().items()}
+    expected = flat_full_keys(SYSTEM)
+    ours = key_table(DaGANModel(vox256()).state_dict())
     assert sorted(set(expected) - set(ours)) == [] and sorted(set(ours) - set(expected)) == []
     assert {k: v for k, v in ours.items() if expected[k] != v} == {}

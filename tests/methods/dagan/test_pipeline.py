@@ -15,13 +15,13 @@ from faceanim.methods.dagan.convert import convert_official
 from faceanim.warping import CoarseAnimator, CropAnimator, MotionOptions
 from faceanim.warping.motion import normalize_keypoints
 
-from .parity_data import fixture, fixture_model, stem_params
+from ...parity import fixture, relative_error, stem_params
+from .parity_data import SYSTEM, fixture_model
 from .tiny_files import crops, tiny_model, write_files
 
 
 def rel(ours: torch.Tensor, expected: torch.Tensor) -> float:
-    ours, expected = ours.float(), expected.float()
-    return float((ours - expected).norm() / (expected - expected.mean()).norm())
+    return relative_error(ours.float(), expected.float())
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,10 @@ def test_split_generator_equals_forward(kind):
         assert rel(split[key], whole[key]) <= 1e-5, key
 
 
-@pytest.mark.parametrize("stem", stem_params())
+@pytest.mark.parametrize("stem", stem_params(SYSTEM))
 def test_split_generator_equals_forward_on_the_parity_fixtures(stem):
     """The official fixture's inputs and weights: the split path gives the forward's outputs."""
-    _, _, io = fixture(stem)
+    _, _, io = fixture(SYSTEM, stem)
     model = fixture_model(stem)
     with torch.no_grad():
         depth, _ = model.depth(io["source"])

@@ -67,7 +67,7 @@ def _assert_logged(run_folder) -> None:
     (["train", "dagan", "--config", "tiny.yaml", "--data", "."], "--depth-encoder"),
     (["train", "dagan", "--config", "tiny.yaml", "--data", "no-such-dataset", "--depth-encoder", "{enc}",
       "--depth-decoder", "{dec}", "--vgg19", "{vgg}"], "no-such-dataset: dataset folder not found"),
-    (["train", "fadm", "--data", "."], "training of 'fadm' is not implemented yet"),
+    (["train", "fadm", "--data", "."], "--coarse-checkpoint"),
 ])
 def test_bad_train_invocations_exit_2_with_one_line(argv, problem, tmp_path, weight_files, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

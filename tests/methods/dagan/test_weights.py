@@ -14,24 +14,21 @@ from faceanim.methods.dagan import DaGANModel
 from faceanim.methods.dagan.config import tiny
 from faceanim.methods.dagan.weights import load_official
 
-from .parity_data import config_from_meta, fixture, stem_params
-
-
-def _component(state: dict, name: str) -> dict:
-    return {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+from ...parity import component, fixture, stem_params
+from .parity_data import SYSTEM, config_from_meta
 
 
 def save_official_layout(folder: Path, state: dict) -> dict[str, Path]:
     """Write `state` (keys prefixed by component) as the official code's files."""
     paths = {"checkpoint": folder / "00000149-checkpoint.pth.tar", "depth_encoder": folder / "encoder.pth",
              "depth_decoder": folder / "depth.pth"}
-    wrapped = {name: {f"module.{k}": v for k, v in _component(state, name).items()}
+    wrapped = {name: {f"module.{k}": v for k, v in component(state, f"{name}.").items()}
                for name in ("generator", "kp_detector", "discriminator")}
     torch.save({**wrapped, "optimizer_generator": {"state": {}, "param_groups": [{"lr": 2e-4, "params": [0]}]},
                 "epoch": np.int64(149)}, paths["checkpoint"])
-    torch.save({**_component(state, "depth_encoder"), "height": 224, "width": 224, "use_stereo": False},
+    torch.save({**component(state, "depth_encoder."), "height": 224, "width": 224, "use_stereo": False},
                paths["depth_encoder"])
-    torch.save(_component(state, "depth_decoder"), paths["depth_decoder"])
+    torch.save(component(state, "depth_decoder."), paths["depth_decoder"])
     return paths
 
 
@@ -58,9 +55,9 @@ def test_tiny_model_round_trip(tmp_path):
     _assert_same_weights(model, state)
 
 
-@pytest.mark.parametrize("stem", stem_params())
+@pytest.mark.parametrize("stem", stem_params(SYSTEM))
 def test_fixture_weights_in_official_layout(stem, tmp_path):
-    meta, weights, _ = fixture(stem)
+    meta, weights, _ = fixture(SYSTEM, stem)
     paths = save_official_layout(tmp_path, weights)
     model = DaGANModel(config_from_meta(meta))
     load_official(model, paths["checkpoint"], depth_encoder=paths["depth_encoder"],

@@ -12,14 +12,10 @@ import torch
 from faceanim.methods.facevid import FaceVidPipeline
 from faceanim.warping.facevid import FaceVidModel, vox256
 
-from .parity_data import FIXTURES, PREFIX, fixture, fixture_model, stem_params
+from ...parity import TOLERANCE, fixture, flat_full_keys, key_table, relative_error, stem_params
+from .parity_data import PREFIX, SYSTEM, fixture_model
 
-TOLERANCE = 1e-3
 HEAD_POSE = ("yaw", "pitch", "roll", "t", "exp")
-
-
-def _relative_error(ours: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((ours - expected).norm() / (expected - expected.mean()).norm())
 
 
 @torch.no_grad()
@@ -42,7 +38,7 @@ def _reproduce(model: FaceVidModel, source: torch.Tensor, driving: torch.Tensor,
 
 
 def _compare(stem: str, ours: dict, label: str, record_property) -> None:
-    _, _, io = fixture(stem)
+    _, _, io = fixture(SYSTEM, stem)
     expected_keys = sorted(key[len(PREFIX):] for key in io if key.startswith(PREFIX))
     assert set(expected_keys) <= set(ours), f"not reproduced: {sorted(set(expected_keys) - set(ours))}"
     errors = {}
@@ -51,7 +47,7 @@ def _compare(stem: str, ours: dict, label: str, record_property) -> None:
         # the official transform unsqueezes the source's `t` in place, so the recorded t is (B, 1, 3)
         value = ours[key].reshape(expected.shape) if key == "he_source_t" else ours[key]
         assert value.shape == expected.shape, key
-        errors[key] = _relative_error(value, expected)
+        errors[key] = relative_error(value, expected)
         record_property(f"rel_{label}_{key}", errors[key])
     print(f"\n{stem} {label}: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
     failing = {k: v for k, v in errors.items() if not v <= TOLERANCE}
@@ -59,9 +55,9 @@ def _compare(stem: str, ours: dict, label: str, record_property) -> None:
 
 
 @pytest.mark.parametrize("mode", ["frame_by_frame", "batched"])
-@pytest.mark.parametrize("stem", stem_params())
+@pytest.mark.parametrize("stem", stem_params(SYSTEM))
 def test_parity(stem, mode, record_property):
-    _, _, io = fixture(stem)
+    _, _, io = fixture(SYSTEM, stem)
     ours = _reproduce(fixture_model(stem), io["source"], io["driving"], batched=mode == "batched")
     _compare(stem, ours, mode, record_property)
 
@@ -71,11 +67,11 @@ def _as_crops(images: torch.Tensor) -> list[np.ndarray]:
     return list((images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
 
 
-@pytest.mark.parametrize("stem", stem_params())
+@pytest.mark.parametrize("stem", stem_params(SYSTEM))
 def test_pipeline_parity(stem, record_property):
     """The pipeline's source work and batched per-frame work (batch 2 over 3 frames: a full and a partial
     batch) give the same tensors."""
-    _, _, io = fixture(stem)
+    _, _, io = fixture(SYSTEM, stem)
     pipeline = FaceVidPipeline(fixture_model(stem), device="cpu", batch_size=2)
     source = pipeline.prepare_source(_as_crops(io["source"])[0])
     driving = _as_crops(io["driving"])
@@ -87,24 +83,10 @@ def test_pipeline_parity(stem, record_property):
     _compare(stem, ours, "pipeline", record_property)
 
 
-def _full_keys() -> dict[str, tuple[str, str]]:
-    listing = FIXTURES / "fadm_full_keys.txt"
-    if not listing.is_file():
-        pytest.skip(f"{listing} not found")
-    expected = {}
-    for line in listing.read_text().splitlines():
-        component, key, shape, dtype = line.split("\t")
-        if component.startswith(PREFIX):
-            expected[f"{component[len(PREFIX):]}.{key}"] = (shape.replace(" ", ""), dtype)
-    return expected
-
-
 def test_full_keys():
     """The released configuration has exactly the official keys, shapes and dtypes of Facevid.pth."""
-    expected = _full_keys()
+    expected = flat_full_keys(SYSTEM, PREFIX)
     with torch.device("meta"):   # shapes only: the released model has ~10^8 parameters
-        state = FaceVidModel(vox256()).state_dict()
-    ours = {key: (str(list(t.shape)).replace(" ", ""), str(t.dtype).removeprefix("torch."))
-            for key, t in state.items()}
+        ours = key_table(FaceVidModel(vox256()).state_dict())
     assert sorted(set(expected) - set(ours)) == [] and sorted(set(ours) - set(expected)) == []
     assert {k: v for k, v in ours.items() if expected[k] != v} == {}

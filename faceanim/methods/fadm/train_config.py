@@ -1,0 +1,226 @@
+"""Training settings of FADM's renderer: `FADMTrainConfig` and the packaged YAML files (`configs/*.yaml`).
+
+The official `train.py` trains the diffusion renderer alone, on the coarse frames of a frozen FOMM
+(FOMM.pth with `config/vox-256_fomm.yaml`) and the attribute of a frozen DECA: Adam(2e-4, betas (0, 0.9)),
+no scheduler, loss `norm + color`, `DatasetRepeater(dataset, 75)` over `config/vox-256.yaml`'s data
+(id sampling, flips, jitter 0.1) in batches of 5 per GPU.
+
+YAML layout: `model` (a preset of `config.py`, `released` or `tiny`, plus overrides), `coarse` (the FOMM
+animator: `FOMMConfig` fields, or `official_config: PATH` of an official FOMM YAML), `train`, `dataset`,
+`trainer` (further `TrainerConfig` settings) and `weights` (coarse, deca, init).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ...errors import InputError
+from ...warping.fomm import FOMMConfig
+from .config import PRESETS, FADMModelConfig, released
+
+COLOUR_REFERENCES = ("driving", "coarse")
+
+
+def _check(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise InputError(None, f"fadm training config: {message}")
+
+
+def _build(cls, values: Mapping[str, Any], where: str):
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    _check([(isinstance(values, Mapping), f"{where} must be a mapping"),
+            (not unknown, f"unknown {where} settings: {', '.join(unknown)}")])
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the official terms: `norm` (ε L1 summed over batch and pixels) and `color`."""
+
+    norm: float = 1.0
+    color: float = 1.0
+
+    def __post_init__(self):
+        _check([(self.norm >= 0 and self.color >= 0, "loss weights must be >= 0"),
+                (self.norm > 0, "the norm (ε) loss weight must be > 0")])
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    """Flips and colour jitter of the training frames (a jitter amount of 0 turns it off)."""
+
+    horizontal_flip: bool = True
+    time_flip: bool = True
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.1
+
+    def __post_init__(self):
+        _check([(min(self.brightness, self.contrast, self.saturation, self.hue) >= 0 and self.hue <= 0.5,
+                 "jitter amounts must be >= 0 (hue at most 0.5)")])
+
+
+@dataclass(frozen=True)
+class WeightFiles:
+    """Local weight files of a run (None: from the command line or the environment): `coarse` the
+    FOMM checkpoint (FOMM.pth), `deca` DECA's deca_model.tar, `init` an official diffusion.pth or a
+    converted FADM folder to fine-tune. Relative paths are relative to the working directory."""
+
+    coarse: str | None = None
+    deca: str | None = None
+    init: str | None = None
+
+
+@dataclass(frozen=True)
+class FADMTrainConfig:
+    """How FADM's renderer is trained (see the module docstring). Schedules are in epochs: one pass over
+    the identities (or videos) times `num_repeats`, in batches of `batch_size` per process.
+
+    `colour_reference`: "driving" is the official behaviour, the colour condition taken from the real
+    driving frame (the ground truth leaks into the condition and the colour loss pulls the coarse
+    colours towards it); "coarse" takes it from the coarse frame, as inference does (the colour loss is
+    then 0). `sample_steps`: respaced DDIM steps of the sample grids."""
+
+    model: FADMModelConfig = field(default_factory=released)
+    coarse: FOMMConfig = field(default_factory=FOMMConfig)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    colour_reference: str = "driving"
+    learning_rate: float = 2e-4
+    adam_betas: tuple[float, float] = (0.0, 0.9)
+    num_epochs: int = 100
+    num_repeats: int = 75
+    batch_size: int = 5
+    checkpoint_freq: float = 1
+    sample_steps: int = 10
+    id_sampling: bool = True
+    augmentation: AugmentationParams = field(default_factory=AugmentationParams)
+    trainer: dict = field(default_factory=dict)
+    weights: WeightFiles = field(default_factory=WeightFiles)
+
+    def __post_init__(self):
+        object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
+        object.__setattr__(self, "trainer", dict(self.trainer))
+        positive = ("learning_rate", "num_epochs", "num_repeats", "batch_size", "checkpoint_freq")
+        _check([(getattr(self, name) > 0, f"{name} must be > 0") for name in positive]
+               + [(self.colour_reference in COLOUR_REFERENCES,
+                   f"colour_reference must be one of {', '.join(COLOUR_REFERENCES)}"),
+                  (len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+                   "adam_betas must be two values in [0, 1)"),
+                  (self.sample_steps >= 2, "sample_steps must be >= 2"),
+                  (self.coarse.image_size == self.model.unet.image_size,
+                   f"the coarse animator's image_size ({self.coarse.image_size}) must be the renderer's "
+                   f"({self.model.unet.image_size})")])
+
+    @property
+    def image_size(self) -> int:
+        return self.model.unet.image_size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base: str | os.PathLike = ".") -> "FADMTrainConfig":
+        """From the YAML layout; relative `coarse.official_config` paths are relative to `base`."""
+        unknown = sorted(set(data) - {"model", "coarse", "train", "dataset", "trainer", "weights"})
+        _check([(not unknown, f"unknown sections {', '.join(unknown)}")])
+        model = model_from_dict(data.get("model") or {})
+        values = {**_section(data, "train", ("loss_weights", "colour_reference", "learning_rate", "adam_betas",
+                                             "num_epochs", "num_repeats", "batch_size", "checkpoint_freq",
+                                             "sample_steps")),
+                  **_section(data, "dataset", ("id_sampling", "augmentation"))}
+        for name, sub_cls in (("loss_weights", LossWeights), ("augmentation", AugmentationParams)):
+            if name in values:
+                values[name] = _build(sub_cls, values[name] or {}, name)
+        coarse = coarse_from_dict(data.get("coarse") or {}, model.unet.image_size, base)
+        return cls(model=model, coarse=coarse, trainer=dict(data.get("trainer") or {}),
+                   weights=_build(WeightFiles, data.get("weights") or {}, "weights"), **values)
+
+
+def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> dict:
+    values = data.get(name) or {}
+    _check([(isinstance(values, Mapping), f"section {name} must be a mapping")])
+    unknown = sorted(set(values) - set(keys))
+    _check([(not unknown, f"unknown {name} settings: {', '.join(unknown)}")])
+    return dict(values)
+
+
+def model_from_dict(section: Mapping[str, Any]) -> FADMModelConfig:
+    """A renderer config from a `preset` (released unless given) with overrides (`timesteps`, `unet: {...}`)."""
+    section = dict(section)
+    preset = section.pop("preset", "released")
+    _check([(preset in PRESETS, f"unknown model preset {preset!r} (choose {', '.join(PRESETS)})")])
+    values = PRESETS[preset]().to_dict()
+    values["unet"].update(section.pop("unet", None) or {})
+    values.update(section)
+    return FADMModelConfig.from_dict(values)
+
+
+def coarse_from_dict(section: Mapping[str, Any], image_size: int, base: str | os.PathLike = ".") -> FOMMConfig:
+    """FOMM's settings: `official_config` (an official FOMM YAML) or `FOMMConfig` fields; at the
+    renderer's image size."""
+    section = dict(section)
+    official = section.pop("official_config", None)
+    if official is not None:
+        _check([(not section, "coarse: give official_config or FOMM settings, not both")])
+        return read_fomm_config(Path(base) / official, image_size)
+    return _build(FOMMConfig, {"image_size": image_size, **section}, "coarse")
+
+
+def read_fomm_config(path: str | os.PathLike, image_size: int) -> FOMMConfig:
+    """The FOMM animator of an official YAML (`model_params`, as config/vox-256_fomm.yaml)."""
+    data = _read_yaml(path)
+    if "model_params" not in data:
+        raise InputError(path, "is not an official FOMM config (no model_params)")
+    try:
+        return FOMMConfig.from_official(data["model_params"], image_size=image_size)
+    except InputError as err:
+        raise InputError(path, err.problem) from None
+
+
+def _read_yaml(path: Any) -> dict:
+    """A YAML mapping from a path or a packaged resource."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text() if hasattr(path, "read_text") else Path(path).read_text())
+    except OSError as err:
+        raise InputError(path, f"cannot read the config ({err.strerror or err})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise InputError(path, f"is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "is not a training config (expected a mapping)")
+    return data
+
+
+def packaged_configs() -> list[str]:
+    """Names of the FADM training configs shipped with faceanim (`configs/*.yaml`)."""
+    from importlib.resources import files
+
+    return sorted(p.name for p in (files(__package__) / "configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_train_config(source: str | os.PathLike) -> FADMTrainConfig:
+    """A training config from a YAML file or a packaged name (`tiny.yaml`, `vox256`)."""
+    from importlib.resources import files
+
+    path = Path(source)
+    resource: Any = path
+    if not path.exists() and path.parent == Path("."):
+        name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+        if name not in packaged_configs():
+            raise InputError(source, f"config not found (neither a file nor one of {', '.join(packaged_configs())})")
+        resource = files(__package__) / "configs" / name
+    data = _read_yaml(resource)
+    try:
+        return FADMTrainConfig.from_dict(data, base=path.parent)
+    except InputError as err:
+        if err.path is not None:     # a file the config names (an official FOMM YAML) is at fault
+            raise
+        raise InputError(source, err.problem) from None
+    except (TypeError, ValueError) as err:
+        raise InputError(source, f"invalid setting ({err})") from None
