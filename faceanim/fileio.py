@@ -1,4 +1,5 @@
-"""Atomic outputs: write to a temporary path beside the target, rename only on success.
+"""Atomic outputs: write to a temporary path beside the target, rename only on success; and config
+files found by path or by the name of one a package ships.
 
 A crash, a kill or an exception never leaves a partial file at the final path (and the temporary is
 removed on an exception)."""
@@ -9,7 +10,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+PACKAGED_CONFIG_FOLDER = "configs"
 
 
 @contextlib.contextmanager
@@ -60,3 +68,26 @@ def replace_folder(new: Path, final: Path) -> None:
     os.replace(final, old)
     os.replace(new, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def packaged_configs(package: str) -> list[str]:
+    """Names of the YAML configs `package` ships (its `configs/*.yaml`)."""
+    from importlib.resources import files
+
+    folder = files(package) / PACKAGED_CONFIG_FOLDER
+    return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def config_file(source: str | os.PathLike, package: str) -> Path | Traversable:
+    """`source` as a path if it exists or names a folder, else the config of that name that `package`
+    ships (".yaml" optional); InputError when it is neither."""
+    from importlib.resources import files
+
+    path = Path(source)
+    if path.exists() or path.parent != Path("."):
+        return path
+    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    shipped = packaged_configs(package)
+    if name not in shipped:
+        raise InputError(source, f"config not found (neither a file nor one of {', '.join(shipped)})")
+    return files(package) / PACKAGED_CONFIG_FOLDER / name

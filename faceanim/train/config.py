@@ -1,11 +1,17 @@
-"""Settings of a training run that do not depend on the method being trained."""
+"""Settings of a training run that do not depend on the method being trained, and how a method's
+config (a `trainer:` section and a schedule in epochs) becomes them."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
+
+import torch
 
 from ..errors import InputError
+from .run import world_size
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -61,3 +67,30 @@ class TrainerConfig:
         values["output_dir"] = str(self.output_dir)
         values["ema_models"] = list(self.ema_models)
         return values
+
+
+# Set by `trainer_config` from the run, never by a config's `trainer:` section.
+_RUN_SETTINGS = frozenset({"output_dir", "max_steps", "batch_size", "resume"})
+
+
+def trainer_config(settings: Mapping[str, Any], *, output: str | os.PathLike, batch_size: int,
+                   steps_per_epoch: int, num_epochs: int, checkpoint_freq: float, max_steps: int | None = None,
+                   resume: str | None = None) -> TrainerConfig:
+    """A TrainerConfig from a config's `trainer:` settings and its schedule in epochs: `max_steps`
+    defaults to `num_epochs` epochs and `checkpoint_every` to every `checkpoint_freq` epochs."""
+    settings = dict(settings)
+    known = {f.name for f in dataclasses.fields(TrainerConfig)} - _RUN_SETTINGS
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise InputError(None, f"unknown trainer settings: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    settings.setdefault("checkpoint_every", max(1, round(checkpoint_freq * steps_per_epoch)))
+    # Accelerate sets up several CPU processes (gloo) only when asked to use the CPU; without it each
+    # process of a CPU-only torchrun/accelerate launch would train alone and write the same files.
+    settings.setdefault("cpu", world_size() > 1 and not torch.cuda.is_available())
+    return TrainerConfig(output_dir=output, max_steps=max_steps or num_epochs * steps_per_epoch,
+                         batch_size=batch_size, resume=resume, **settings)
+
+
+def steps_per_epoch(items: int, batch_size: int, grad_accumulation: int = 1) -> int:
+    """Optimizer steps in one pass over `items` (whole batches on every process of the run)."""
+    return max(1, items // (batch_size * grad_accumulation * world_size()))

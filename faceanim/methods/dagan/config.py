@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
+from ... import fileio
 from ...errors import InputError
 
 GENERATORS = ("DepthAwareGenerator", "SPADEDepthAwareGenerator")
@@ -484,23 +484,8 @@ TrainConfig = DaGANTrainConfig | DepthTrainConfig
 
 
 def packaged_configs() -> list[str]:
-    """Names of the training configs shipped with faceanim (`configs/*.yaml`)."""
-    from importlib.resources import files
-
-    return sorted(p.name for p in (files(__package__) / "configs").iterdir() if p.name.endswith(".yaml"))
-
-
-def _config_file(source: str | os.PathLike) -> Any:
-    """A path as given if it exists, else the packaged config of that name (".yaml" optional)."""
-    from importlib.resources import files
-
-    path = Path(source)
-    if path.exists() or path.parent != Path("."):
-        return path
-    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
-    if name not in packaged_configs():
-        raise InputError(source, f"config not found (neither a file nor one of {', '.join(packaged_configs())})")
-    return files(__package__) / "configs" / name
+    """Names of the DaGAN training configs shipped with faceanim (`configs/*.yaml`)."""
+    return fileio.packaged_configs(__package__)
 
 
 def load_train_config(source: str | os.PathLike) -> TrainConfig:
@@ -510,7 +495,7 @@ def load_train_config(source: str | os.PathLike) -> TrainConfig:
     (`model_params`/`train_params`, e.g. vox-adv-256.yaml) is recognised and mapped."""
     import yaml
 
-    path = _config_file(source)
+    path = fileio.config_file(source, __package__)
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:

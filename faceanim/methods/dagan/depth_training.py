@@ -29,14 +29,14 @@ from torch.utils.data import Dataset
 from ...checkpoints import load_into, load_state_dict
 from ...errors import InputError
 from ...fileio import atomic_path
-from ...train import (FitResult, PairOptions, Phase, TrainingMethod, image_grid, open_frame_pairs)
+from ...train import FitResult, PairOptions, Phase, TrainingMethod, frame_augmentation, image_grid, open_frame_pairs
 from ...media.image import resize_square
 from ...train.data import SampleKey
 from .config import AugmentationParams, DepthTrainConfig, WeightFiles
 from .depth import DepthDecoder, DepthEncoder
 from .monodepth import (PoseNetwork, camera_motion, disparity_to_depth, photometric_error, reprojection_grid,
                         smoothness_loss, warp_frame)
-from .training import frame_augmentation, run_stage, stretched
+from .training import run_stage, stretched
 
 EXPORT_FOLDER = "depth"
 

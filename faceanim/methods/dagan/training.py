@@ -28,8 +28,6 @@ trained, the loaded state is exported).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -41,16 +39,15 @@ from torch import nn
 
 from ...checkpoints import load_into, load_pretrained
 from ...errors import InputError
-from ...fileio import atomic_path
 from ...losses import (ImagePyramid, PyramidPerceptualLoss, RandomWarp, feature_matching_loss,
                        lsgan_discriminator_loss, lsgan_generator_loss)
 from ...nn.backbones import load_vgg19
 from ...nn.precision import full_precision
 from ...registry import WeightSpec, get_method
-from ...train import (Augmentation, ColorJitter, FitResult, PairOptions, Phase, Trainer, TrainerConfig,
-                      TrainingMethod, image_grid, open_frame_pairs)
+from ...train import (FitResult, PairOptions, Phase, Trainer, TrainingMethod, frame_augmentation, image_grid,
+                      open_frame_pairs, steps_per_epoch, trainer_config, write_run_config)
 from ...warping.keypoints import Keypoints
-from .config import AugmentationParams, DaGANTrainConfig, WeightFiles
+from .config import DaGANTrainConfig, WeightFiles
 from .model import DaGANModel
 from .weights import load_official, save_converted
 
@@ -320,15 +317,6 @@ def export_model(models: Mapping[str, nn.Module], config: DaGANTrainConfig, fold
 
 # ------------------------------------------------------------------------------------ a run
 
-def world_size() -> int:
-    """Processes of this run, as the launcher (accelerate launch, torchrun) says."""
-    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def run_stage(stage: str, make_method, dataset, samples_per_epoch: int, config, *, output: str | os.PathLike,
               max_steps: int | None, resume: str | None) -> tuple[Trainer, FitResult]:
     """Fit one training stage: its schedule in epochs of `samples_per_epoch` turned into trainer steps,
@@ -343,48 +331,11 @@ def run_stage(stage: str, make_method, dataset, samples_per_epoch: int, config, 
     return trainer, trainer.fit()
 
 
-def trainer_config(settings: Mapping[str, Any], *, output: str | os.PathLike, batch_size: int,
-                   steps_per_epoch: int, num_epochs: int, checkpoint_freq: float, max_steps: int | None = None,
-                   resume: str | None = None) -> TrainerConfig:
-    """A TrainerConfig from a config's `trainer:` settings and its schedule in epochs."""
-    settings = dict(settings)
-    known = {f.name for f in dataclasses.fields(TrainerConfig)} - {"output_dir", "max_steps", "batch_size", "resume"}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise InputError(None, f"unknown trainer settings: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    settings.setdefault("checkpoint_every", max(1, round(checkpoint_freq * steps_per_epoch)))
-    # Accelerate sets up several CPU processes (gloo) only when asked to use the CPU; without it each
-    # process of a CPU-only torchrun/accelerate launch would train alone and write the same files.
-    settings.setdefault("cpu", world_size() > 1 and not torch.cuda.is_available())
-    return TrainerConfig(output_dir=output, max_steps=max_steps or num_epochs * steps_per_epoch,
-                         batch_size=batch_size, resume=resume, **settings)
-
-
-def steps_per_epoch(items: int, batch_size: int, grad_accumulation: int = 1) -> int:
-    """Optimizer steps in one pass over `items` (whole batches on every process)."""
-    return max(1, items // (batch_size * grad_accumulation * world_size()))
-
-
-def frame_augmentation(params: AugmentationParams) -> Augmentation:
-    """The trainer's augmentation for a config's flips and jitter amounts."""
-    amounts = (params.brightness, params.contrast, params.saturation, params.hue)
-    jitter = ColorJitter(*amounts) if any(amounts) else None
-    return Augmentation(horizontal_flip=params.horizontal_flip, time_flip=params.time_flip, jitter=jitter)
-
-
 def dagan_dataset(config: DaGANTrainConfig, data: str | os.PathLike):
     """(source, driving) pairs of `data` (preprocessed clips, or the official ROOT/train layout)."""
     options = PairOptions(frame_size=config.model.image_size, id_sampling=config.id_sampling,
                           num_repeats=config.num_repeats, augmentation=frame_augmentation(config.augmentation))
     return open_frame_pairs(data, "train", options)
-
-
-def write_run_config(output: str | os.PathLike, values: dict) -> None:
-    """The method's settings beside the trainer's (main process only)."""
-    if is_main_process():
-        Path(output).mkdir(parents=True, exist_ok=True)
-        with atomic_path(Path(output) / "train_config.json") as tmp:
-            tmp.write_text(json.dumps(values, indent=2, default=str) + "\n")
 
 
 def train_dagan(config: DaGANTrainConfig, data: str | os.PathLike, output: str | os.PathLike, *,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ... import fileio
 from ...errors import InputError
 from ...warping.fomm import FOMMConfig
 from .config import PRESETS, FADMModelConfig, released
@@ -199,25 +200,14 @@ def _read_yaml(path: Any) -> dict:
 
 def packaged_configs() -> list[str]:
     """Names of the FADM training configs shipped with faceanim (`configs/*.yaml`)."""
-    from importlib.resources import files
-
-    return sorted(p.name for p in (files(__package__) / "configs").iterdir() if p.name.endswith(".yaml"))
+    return fileio.packaged_configs(__package__)
 
 
 def load_train_config(source: str | os.PathLike) -> FADMTrainConfig:
     """A training config from a YAML file or a packaged name (`tiny.yaml`, `vox256`)."""
-    from importlib.resources import files
-
-    path = Path(source)
-    resource: Any = path
-    if not path.exists() and path.parent == Path("."):
-        name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
-        if name not in packaged_configs():
-            raise InputError(source, f"config not found (neither a file nor one of {', '.join(packaged_configs())})")
-        resource = files(__package__) / "configs" / name
-    data = _read_yaml(resource)
+    data = _read_yaml(fileio.config_file(source, __package__))
     try:
-        return FADMTrainConfig.from_dict(data, base=path.parent)
+        return FADMTrainConfig.from_dict(data, base=Path(source).parent)
     except InputError as err:
         if err.path is not None:     # a file the config names (an official FOMM YAML) is at fault
             raise

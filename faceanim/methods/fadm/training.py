@@ -32,10 +32,9 @@ from torch import nn
 from ...checkpoints import CONFIG_NAME, load_checkpoint, load_into, state_dict_from
 from ...diffusion import SeededNoise
 from ...errors import InputError
-from ...fileio import atomic_path
 from ...registry import get_method
-from ...train import (Augmentation, ColorJitter, FitResult, PairOptions, Phase, Trainer, TrainerConfig,
-                      TrainingMethod, image_grid, open_frame_pairs)
+from ...train import (FitResult, PairOptions, Phase, Trainer, TrainingMethod, frame_augmentation, image_grid,
+                      open_frame_pairs, steps_per_epoch, trainer_config, write_run_config)
 from ...warping.fomm import FOMMModel, load_fomm
 from .conditioning import Condition, coarse_condition
 from .deca import DECAEncoder, attribute
@@ -184,48 +183,11 @@ def export_model(models: Mapping[str, nn.Module], config: FADMTrainConfig, folde
 
 # ------------------------------------------------------------------------------------ a run
 
-def world_size() -> int:
-    """Processes of this run, as the launcher (accelerate launch, torchrun) says."""
-    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-
-
-def trainer_config(config: FADMTrainConfig, *, output: str | os.PathLike, steps_per_epoch: int,
-                   max_steps: int | None = None, resume: str | None = None) -> TrainerConfig:
-    """The trainer's settings: the config's `trainer:` section and its schedule in epochs."""
-    settings = dict(config.trainer)
-    known = {f.name for f in dataclasses.fields(TrainerConfig)} - {"output_dir", "max_steps", "batch_size", "resume"}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise InputError(None, f"unknown trainer settings: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    settings.setdefault("checkpoint_every", max(1, round(config.checkpoint_freq * steps_per_epoch)))
-    # several CPU processes (gloo) need Accelerate's cpu flag, or each would train alone
-    settings.setdefault("cpu", world_size() > 1 and not torch.cuda.is_available())
-    return TrainerConfig(output_dir=output, max_steps=max_steps or config.num_epochs * steps_per_epoch,
-                         batch_size=config.batch_size, resume=resume, **settings)
-
-
-def steps_per_epoch(items: int, config: FADMTrainConfig) -> int:
-    """Optimizer steps in one pass over `items` (whole batches on every process)."""
-    accumulation = int(config.trainer.get("grad_accumulation", 1))
-    return max(1, items // (config.batch_size * accumulation * world_size()))
-
-
 def fadm_dataset(config: FADMTrainConfig, data: str | os.PathLike):
     """(source, driving) pairs of `data` (preprocessed clips, or the official ROOT/train layout)."""
-    params = config.augmentation
-    amounts = (params.brightness, params.contrast, params.saturation, params.hue)
-    augmentation = Augmentation(horizontal_flip=params.horizontal_flip, time_flip=params.time_flip,
-                                jitter=ColorJitter(*amounts) if any(amounts) else None)
     options = PairOptions(frame_size=config.image_size, id_sampling=config.id_sampling,
-                          num_repeats=config.num_repeats, augmentation=augmentation)
+                          num_repeats=config.num_repeats, augmentation=frame_augmentation(config.augmentation))
     return open_frame_pairs(data, "train", options)
-
-
-def _write_run_config(output: Path, values: dict) -> None:
-    if int(os.environ.get("RANK", "0")) == 0:
-        output.mkdir(parents=True, exist_ok=True)
-        with atomic_path(output / "train_config.json") as tmp:
-            tmp.write_text(json.dumps(values, indent=2, default=str) + "\n")
 
 
 def train_fadm(config: FADMTrainConfig, data: str | os.PathLike, output: str | os.PathLike, *,
@@ -237,9 +199,11 @@ def train_fadm(config: FADMTrainConfig, data: str | os.PathLike, output: str | o
         config = dataclasses.replace(config, coarse=read_fomm_config(fomm_config, config.image_size))
     files = resolve_weights(config, weights)
     dataset = fadm_dataset(config, data)
-    per_epoch = steps_per_epoch(len(dataset), config)
-    settings = trainer_config(config, output=output, steps_per_epoch=per_epoch, max_steps=max_steps, resume=resume)
-    _write_run_config(Path(output), {"method": "fadm", "steps_per_epoch": per_epoch, **config.to_dict()})
+    per_epoch = steps_per_epoch(len(dataset), config.batch_size, int(config.trainer.get("grad_accumulation", 1)))
+    settings = trainer_config(config.trainer, output=output, batch_size=config.batch_size, steps_per_epoch=per_epoch,
+                              num_epochs=config.num_epochs, checkpoint_freq=config.checkpoint_freq,
+                              max_steps=max_steps, resume=resume)
+    write_run_config(output, {"method": "fadm", "steps_per_epoch": per_epoch, **config.to_dict()})
     trainer = Trainer(FADMTraining(config, files), dataset, settings)
     result = trainer.fit()
     exported = None
