@@ -17,32 +17,15 @@ the attention gate gamma is set to 1 so that the attention's numerics count (it 
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmark_media import load_crops
 from faceanim.methods.dagan import DaGANModel, DaGANPipeline
 from faceanim.methods.dagan.config import vox256
 from faceanim.warping.motion import normalize_keypoints
-
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
-
-
-def load_crops(count: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The 256x256 portrait and driving clip of the shared test media, or shifted noise without them."""
-    from faceanim.media import VideoReader, read_image
-
-    if (TESTDATA / "driving_256.mp4").is_file():
-        with VideoReader(TESTDATA / "driving_256.mp4") as reader:
-            frames = list(itertools.islice(reader, count))
-        return read_image(TESTDATA / "portrait_256.png"), frames
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (256, 300, 3), dtype=np.uint8)
-    return base[:, :256].copy(), [np.ascontiguousarray(base[:, i:i + 256]) for i in range(count)]
-
 
 def random_model(seed: int = 0) -> DaGANModel:
     torch.manual_seed(seed)

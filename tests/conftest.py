@@ -68,3 +68,15 @@ def faceless_clip(tmp_path_factory) -> Path:
         for index in range(20):
             writer.write(np.repeat(((ramp + 5 * index) % 256).astype(np.uint8)[..., None], 3, axis=2))
     return path
+
+
+def write_clip_head(source: Path, destination: Path, frames: int) -> Path:
+    """The first `frames` frames of the video `source`, written to `destination` at its frame rate."""
+    import itertools
+
+    from faceanim.media import VideoReader, VideoWriter
+
+    with VideoReader(source) as reader, VideoWriter(destination, reader.fps) as writer:
+        for frame in itertools.islice(reader, frames):
+            writer.write(frame)
+    return destination

@@ -3,7 +3,6 @@ full-size video with sound out; missing or misplaced options exit 2 in one line.
 the released configuration on the 1080p test clip."""
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from faceanim.checkpoints import sha256
 from faceanim.cli.main import main
 from faceanim.face import largest_face
 from faceanim.media import VideoReader, VideoWriter, read_image, write_image
+from tests.conftest import write_clip_head
 from tests.methods.dagan.tiny_files import tiny_model, write_files
 
 WEIGHT_VARIABLES = ("FACEANIM_DAGAN_CHECKPOINT", "FACEANIM_DAGAN_DEPTH_ENCODER", "FACEANIM_DAGAN_DEPTH_DECODER")
@@ -135,10 +135,7 @@ def test_released_configuration_on_the_1080p_clip_streams(shared_testdata, tmp_p
     paths = save_official_layout(tmp_path, DaGANModel(vox256()).state_dict())
     with VideoReader(shared_testdata / "wild_1080p.mp4") as reader:
         source = write_image(tmp_path / "source.png", next(iter(reader)))
-    driving = tmp_path / "driving.mp4"
-    with VideoReader(shared_testdata / "driving_256.mp4") as reader, VideoWriter(driving, reader.fps) as writer:
-        for frame in itertools.islice(reader, 8):
-            writer.write(frame)
+    driving = write_clip_head(shared_testdata / "driving_256.mp4", tmp_path / "driving.mp4", 8)
     written, generated_after = [], []
     write, generate = VideoWriter.write, DaGANPipeline.generate
 

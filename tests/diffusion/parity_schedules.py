@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
-import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-PARITY_DIR = Path(os.environ.get("FACEANIM_PARITY_DIR", REPO.parent / "shared" / "parity"))
+from ..parity import PARITY_DIR, stem_params
+
 FADM_PREFIX = "diffusion.diffusion."  # component prefix + the official state-dict key
 
 
-def _stems(system: str, suffix: str) -> list:
-    folder = PARITY_DIR / system
-    stems = sorted(p.name[: -len(suffix)] for p in folder.glob(f"{system}_*{suffix}")) if folder.is_dir() else []
-    return stems or [pytest.param(None, marks=pytest.mark.skip(reason=f"no {system} fixtures in {folder}"))]
-
-
 def fadm_stems() -> list:
-    return _stems("fadm", "_weights.safetensors")
+    return stem_params("fadm")
 
 
 def diffused_heads_stems() -> list:
-    return _stems("diffused_heads", "_io.safetensors")
+    return stem_params("diffused_heads")
 
 
 @functools.lru_cache(maxsize=4)

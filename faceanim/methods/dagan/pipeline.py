@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from ...errors import InputError
-from ...media.convert import to_tensor
+from ...nn.device import resolve_device
+from ...media.convert import crops_to_tensor
 from ...nn.precision import cudnn_full_precision
 from ...warping.animator import MotionOptions
 from ...warping.keypoints import Keypoints
@@ -51,10 +52,6 @@ class DaGANSource:
     features: SourceFeatures
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class DaGANPipeline:
     """DaGAN on `crop_size` face crops (256 for the released model).
 
@@ -71,7 +68,7 @@ class DaGANPipeline:
             raise InputError(None, f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if int(batch_size) < 1:
             raise InputError(None, f"batch size must be >= 1, got {batch_size}")
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         # channels-last suits oneDNN's and cuDNN's convolutions (about 1.2x on CPU here); the crops arrive
         # in that layout already (HWC arrays)
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
@@ -171,14 +168,9 @@ class DaGANPipeline:
 
     # -- tensors and numerics ------------------------------------------------------------------------
     def _tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
-        size = self.crop_size
-        for crop in crops:
-            if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8 and crop.shape == (size, size, 3)):
-                shape = getattr(crop, "shape", None)
-                raise InputError(None, f"DaGAN takes uint8 ({size}, {size}, 3) RGB crops, got "
-                                       f"{getattr(crop, 'dtype', type(crop).__name__)} {shape}")
         # channels-last, the layout the model was moved to
-        return to_tensor(np.stack(crops), (0.0, 1.0), self.device).contiguous(memory_format=torch.channels_last)
+        return crops_to_tensor(crops, self.crop_size, (0.0, 1.0), self.device, model="DaGAN").contiguous(
+            memory_format=torch.channels_last)
 
     def _backend_flags(self) -> contextlib.AbstractContextManager:
         """cuDNN without TF32 (its 10-bit mantissa would undo the float32 islands), autotuned in fast mode."""

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from ...errors import InputError
+from ...nn.device import resolve_device
 from ...registry import get_method
-from ...media.convert import to_tensor
+from ...media.convert import crops_to_tensor
 from ...nn.precision import cudnn_full_precision
 from ...warping.animator import MotionOptions
 from ...warping.facevid import FaceVidConfig, FaceVidModel, HeadPose, SourceVolume, transform_keypoints
@@ -77,7 +78,7 @@ class FaceVidPipeline:
             raise InputError(None, f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if int(batch_size) < 1:
             raise InputError(None, f"batch size must be >= 1, got {batch_size}")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         # contiguous (not channels-last) layout: channels-last has no form for the 3-D convolutions' weights
         self.model = model.to(self.device).eval()
         self.precision = precision
@@ -187,12 +188,7 @@ class FaceVidPipeline:
 
     # -- tensors and numerics ------------------------------------------------------------------------
     def _tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
-        size = self.crop_size
-        for crop in crops:
-            if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8 and crop.shape == (size, size, 3)):
-                raise InputError(None, f"face-vid2vid takes uint8 ({size}, {size}, 3) RGB crops, got "
-                                       f"{getattr(crop, 'dtype', type(crop).__name__)} {getattr(crop, 'shape', None)}")
-        return to_tensor(np.stack(crops), (0.0, 1.0), self.device).contiguous()
+        return crops_to_tensor(crops, self.crop_size, (0.0, 1.0), self.device, model="face-vid2vid")
 
     def _backend_flags(self) -> contextlib.AbstractContextManager:
         """cuDNN without TF32 (it would undo the float32 islands), autotuned in fast mode."""

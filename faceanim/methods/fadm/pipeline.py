@@ -26,6 +26,7 @@ import torch
 
 from ...diffusion import GeneratorNoise, NoiseSource, SeededNoise
 from ...errors import InputError
+from ...nn.device import resolve_device
 from ...media.convert import crops_to_tensor, from_tensor
 from ...warping.animator import CropAnimator, MotionOptions
 from .conditioning import coarse_condition
@@ -44,10 +45,6 @@ class FADMSource:
     coarse: Any
     image: torch.Tensor
     codes: dict[str, torch.Tensor]
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class FADMPipeline:
@@ -70,7 +67,7 @@ class FADMPipeline:
             raise InputError(None, f"batch size must be >= 1, got {batch_size}")
         if not 0.0 <= float(eta) <= 1.0:
             raise InputError(None, f"eta must be in [0, 1], got {eta}")
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.deca = deca.to(self.device).eval()
         self.coarse = None

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError
+from ...nn.device import resolve_device
 from ...media.convert import crops_to_tensor, from_tensor
 from ...registry import get_method
 from ...warping.animator import MotionOptions
@@ -39,8 +40,7 @@ class FOMMPipeline:
                  relative: bool = True, adapt_scale: bool = True):
         if int(batch_size) < 1:
             raise InputError(None, f"batch size must be >= 1, got {batch_size}")
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
         self.motion = MotionOptions(relative=relative, adapt_scale=adapt_scale)

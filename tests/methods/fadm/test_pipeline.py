@@ -166,3 +166,34 @@ def test_convert_fadm_on_the_command_line(files, tmp_path, capsys):
     for a, b in zip(converted.model.state_dict().values(), original.model.state_dict().values()):
         assert torch.equal(a, b)
     assert main(["convert", "fadm", str(files["diffusion"]), "--depth-encoder", "x", "-o", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.testdata
+def test_released_renderer_on_the_1080p_frame_streams_and_pastes_back(shared_testdata, tmp_path, monkeypatch):
+    """Random weights at the released renderer layout, as official files (diffusion.pth, deca_model.tar),
+    the warp engine as coarse stage: the 1080p clip's first frame driven by 4 frames of the 256x256 clip,
+    refined 2 at a time and written at 1920x1080 as each batch is done."""
+    from faceanim.media import VideoWriter
+    from faceanim.methods.fadm.config import released
+    from tests.conftest import write_clip_head
+
+    torch.manual_seed(0)
+    torch.save(FADMModel(released()).state_dict(), tmp_path / "diffusion.pth")
+    torch.save({"E_flame": DECAEncoder().state_dict()}, tmp_path / "deca_model.tar")
+    with VideoReader(shared_testdata / "wild_1080p.mp4") as reader:
+        source = write_image(tmp_path / "source.png", next(iter(reader)))
+    driving = write_clip_head(shared_testdata / "driving_256.mp4", tmp_path / "driving.mp4", 4)
+    written, refined_after = [], []
+    write, refine = VideoWriter.write, FADMPipeline.refine
+    monkeypatch.setattr(VideoWriter, "write", lambda self, frame: written.append(frame.shape) or write(self, frame))
+    monkeypatch.setattr(FADMPipeline, "refine",
+                        lambda self, *args: refined_after.append(len(written)) or refine(self, *args))
+    out = tmp_path / "out.mp4"
+    assert main(["reenact", str(source), str(driving), "-o", str(out), "--method", "fadm", "--checkpoint",
+                 str(tmp_path / "diffusion.pth"), "--deca", str(tmp_path / "deca_model.tar"), "--coarse", "warp",
+                 "--steps", "2", "--batch-size", "2"]) == 0
+    assert refined_after == [0, 2]          # the second batch is refined after the first one was written
+    assert written == [(1080, 1920, 3)] * 4
+    with VideoReader(out) as reader:
+        assert (reader.width, reader.height, reader.frame_count) == (1920, 1080, 4)
