@@ -143,8 +143,12 @@ def test_cli_refines_an_existing_video_frame_by_frame(files, face_clip, tmp_path
     (["--coarse", "warp", "--coarse-checkpoint", "x.pth"], "--coarse warp has no weights"),
     (["--absolute", "--relative"], "exclude each other"),
     (["--refine-video", "{clip}", "--coarse", "fomm"], "coarse-animator options do not apply"),
+    (["--coarse", "facevid"], "--coarse-checkpoint"),
 ])
-def test_bad_fadm_invocations_exit_2_with_one_line(argv, problem, files, photo, face_clip, tmp_path, capsys):
+def test_bad_fadm_invocations_exit_2_with_one_line(argv, problem, files, photo, face_clip, tmp_path, capsys,
+                                                   monkeypatch):
+    for variable in ("FACEANIM_FADM_COARSE", "FACEANIM_FACEVID_CHECKPOINT"):
+        monkeypatch.delenv(variable, raising=False)
     argv = [a.replace("{clip}", str(face_clip)) for a in argv]
     inputs = [] if "--refine-video" in argv else [str(photo), str(face_clip)]
     code = main(["reenact", *inputs, "-o", str(tmp_path / "out.mp4"), "--method", "fadm", "--checkpoint",
