@@ -91,3 +91,20 @@ def config_file(source: str | os.PathLike, package: str) -> Path | Traversable:
     if name not in shipped:
         raise InputError(source, f"config not found (neither a file nor one of {', '.join(shipped)})")
     return files(package) / PACKAGED_CONFIG_FOLDER / name
+
+
+def read_official_model_params(path: str | os.PathLike, what: str) -> tuple[dict, int]:
+    """(`model_params`, frame size) of an official FOMM-family YAML (DaGAN, FOMM, face-vid2vid); a file that
+    cannot be read, is not YAML or has no `model_params` raises InputError naming it as not a `what` config."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise InputError(path, f"cannot read the config ({err.strerror or err})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise InputError(path, f"is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_params"), dict):
+        raise InputError(path, f"is not a {what} config (no model_params section)")
+    frame_shape = (data.get("dataset_params") or {}).get("frame_shape") or [256]
+    return data["model_params"], int(frame_shape[0])

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from ...checkpoints import (CONFIG_NAME, LoadReport, load_checkpoint, load_into, load_pretrained, save_pretrained,
                             state_dict_from)
 from ...errors import CheckpointError, InputError
+from ...fileio import read_official_model_params
 from ...registry import get_method
 from .config import DaGANModelConfig, vox256
 from .model import DaGANModel
@@ -60,20 +61,10 @@ def read_official_config(path: PathLike, *, kp_num: int | None = None,
                          generator: str = "DepthAwareGenerator") -> DaGANModelConfig:
     """The model of an official YAML (e.g. config/vox-adv-256.yaml) as the official demo builds it:
     `--kp_num`, `--generator`, and an RGB-D keypoint detector (the demo's num_channels 4)."""
-    import yaml
-
+    model_params, frame_size = read_official_model_params(path, "DaGAN")
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise InputError(path, f"cannot read the config ({err.strerror or err})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise InputError(path, f"is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("model_params"), dict):
-        raise InputError(path, "is not a DaGAN config (no model_params section)")
-    frame_shape = (data.get("dataset_params") or {}).get("frame_shape") or [256]
-    try:
-        return DaGANModelConfig.from_official(data["model_params"], generator=generator, kp_input="rgbd",
-                                              num_kp=kp_num, image_size=int(frame_shape[0]))
+        return DaGANModelConfig.from_official(model_params, generator=generator, kp_input="rgbd",
+                                              num_kp=kp_num, image_size=frame_size)
     except InputError as err:
         raise InputError(path, err.problem) from None
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ...errors import InputError
+from ...fileio import read_official_model_params
 from ...nn.device import resolve_device
 from ...media.convert import crops_to_tensor, from_tensor
 from ...registry import get_method
@@ -81,18 +81,8 @@ class FOMMPipeline:
 
 
 def read_official_config(path: str | os.PathLike) -> FOMMConfig:
-    import yaml
-
+    model_params, frame_size = read_official_model_params(path, "FOMM")
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise InputError(path, f"cannot read the config ({err.strerror or err})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise InputError(path, f"is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("model_params"), dict):
-        raise InputError(path, "is not a FOMM config (no model_params section)")
-    frame_shape = (data.get("dataset_params") or {}).get("frame_shape") or [256]
-    try:
-        return FOMMConfig.from_official(data["model_params"], image_size=int(frame_shape[0]))
+        return FOMMConfig.from_official(model_params, image_size=frame_size)
     except InputError as err:
         raise InputError(path, err.problem) from None
