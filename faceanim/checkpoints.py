@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .errors import CheckpointError, InputError
 from .fileio import atomic_path
@@ -273,3 +273,25 @@ def check_conversion_paths(inputs: Mapping[str, str | os.PathLike], output: str 
         raise InputError(output, "exists and is a file; the output is a folder")
     if output.is_dir() and any(output.iterdir()) and not (output / CONFIG_NAME).is_file():
         raise InputError(output, "exists and is not a converted model folder; choose a new path")
+
+
+def save_model_folder(folder: str | os.PathLike, method: str, model_config: Mapping[str, Any], state_dict: Mapping,
+                      *, metadata: Mapping[str, str] | None = None, **extra: Any) -> Path:
+    """A converted folder of `method`: config.json {"method", "model": model_config, **extra} and the
+    state dict in model.safetensors (its metadata names the method)."""
+    config = {"method": method, "model": dict(model_config), **extra}
+    return save_pretrained(folder, config, state_dict, metadata={"method": method, **(metadata or {})})
+
+
+def load_model_folder(folder: str | os.PathLike, method: str, label: str,
+                      parse_config: Callable[[Mapping[str, Any]], Any]) -> tuple[Any, dict]:
+    """(parse_config(the folder's "model" settings), state dict) of a converted folder of `method`;
+    CheckpointError naming its config.json when it holds another method or settings that do not parse."""
+    config, state = load_pretrained(folder)
+    if not isinstance(config, dict) or config.get("method") != method or not isinstance(config.get("model"), dict):
+        found = config.get("method") if isinstance(config, dict) else None
+        raise CheckpointError(Path(folder) / CONFIG_NAME, f"is not a converted {label} model (method: {found})")
+    try:
+        return parse_config(config["model"]), state
+    except (InputError, TypeError) as err:
+        raise CheckpointError(Path(folder) / CONFIG_NAME, getattr(err, "problem", str(err))) from None

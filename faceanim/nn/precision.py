@@ -52,3 +52,33 @@ def cudnn_full_precision(*, benchmark: bool) -> Iterator[None]:
         yield
     finally:
         apply(*saved)
+
+
+PRECISIONS = ("exact", "fast")   # float32 throughout / autocast with float32 islands
+
+
+def check_precision(precision: str) -> str:
+    from ..errors import InputError
+
+    if precision not in PRECISIONS:
+        raise InputError(None, f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def backend_flags(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The backend settings of a precision mode: on CUDA, cuDNN without TF32 (it would undo the float32
+    islands), autotuned in fast mode; nothing elsewhere."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return cudnn_full_precision(benchmark=precision == "fast" or torch.backends.cudnn.benchmark)
+
+
+@contextlib.contextmanager
+def compute_context(device: torch.device, precision: str) -> Iterator[None]:
+    """`backend_flags`, plus in fast mode autocast: bfloat16 on CPUs, float16 on CUDA."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(backend_flags(device, precision))
+        if precision == "fast":
+            dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+            stack.enter_context(torch.autocast(device.type, dtype=dtype))
+        yield

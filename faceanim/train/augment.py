@@ -12,9 +12,10 @@ time flip first and skips the horizontal flip when it happens; here the two flip
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
+
+from ..settings import AugmentationParams
 
 Frames = list[np.ndarray]
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -97,29 +98,7 @@ class Augmentation:
 NO_AUGMENTATION = Augmentation(horizontal_flip=False, time_flip=False, jitter=None)
 
 
-class AugmentationSettings(Protocol):
-    """What a method's config says about augmentation: the flips, and jitter amounts (0: off)."""
-
-    @property
-    def horizontal_flip(self) -> bool: ...
-
-    @property
-    def time_flip(self) -> bool: ...
-
-    @property
-    def brightness(self) -> float: ...
-
-    @property
-    def contrast(self) -> float: ...
-
-    @property
-    def saturation(self) -> float: ...
-
-    @property
-    def hue(self) -> float: ...
-
-
-def frame_augmentation(settings: AugmentationSettings) -> Augmentation:
+def frame_augmentation(settings: AugmentationParams) -> Augmentation:
     """The augmentation for a config's flips and jitter amounts (no jitter step when all are 0)."""
     amounts = (settings.brightness, settings.contrast, settings.saturation, settings.hue)
     jitter = ColorJitter(*amounts) if any(amounts) else None

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from ... import fileio
 from ...errors import InputError
+from ...settings import AugmentationParams, build_settings
 
 GENERATORS = ("DepthAwareGenerator", "SPADEDepthAwareGenerator")
 KP_INPUT_CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}   # what the keypoint detector sees
@@ -182,11 +183,7 @@ class DaGANModelConfig:
 
 
 def _build(cls, values: Mapping[str, Any], where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InputError(None, f"dagan config: unknown {where} settings: {', '.join(unknown)}")
-    return cls(**values)
+    return build_settings(cls, values, where=where, owner="dagan config")
 
 
 def vox256() -> DaGANModelConfig:
@@ -244,22 +241,6 @@ class WarpParams:
     def __post_init__(self):
         _check([(self.sigma_affine >= 0 and self.sigma_tps >= 0, "transform sigmas must be >= 0"),
                 (self.points_tps >= 2, "transform points_tps must be >= 2")])
-
-
-@dataclass(frozen=True)
-class AugmentationParams:
-    """Flips and colour jitter of training frames (a jitter amount of 0 turns that one off)."""
-
-    horizontal_flip: bool = True
-    time_flip: bool = True
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    hue: float = 0.1
-
-    def __post_init__(self):
-        _check([(min(self.brightness, self.contrast, self.saturation, self.hue) >= 0 and self.hue <= 0.5,
-                 "jitter amounts must be >= 0 (hue at most 0.5)")])
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,15 @@ from torch.utils.data import Dataset
 from ...checkpoints import load_into, load_state_dict
 from ...errors import InputError
 from ...fileio import atomic_path
-from ...train import FitResult, PairOptions, Phase, TrainingMethod, frame_augmentation, image_grid, open_frame_pairs
+from ...train import (FitResult, PairOptions, Phase, TrainingMethod, fit_in_epochs, frame_augmentation, image_grid,
+                      open_frame_pairs)
 from ...media.image import resize_square
 from ...train.data import SampleKey
 from .config import AugmentationParams, DepthTrainConfig, WeightFiles
 from .depth import DepthDecoder, DepthEncoder
 from .monodepth import (PoseNetwork, camera_motion, disparity_to_depth, photometric_error, reprojection_grid,
                         smoothness_loss, warp_frame)
-from .training import run_stage, stretched
+from .training import stretched
 
 EXPORT_FOLDER = "depth"
 
@@ -213,9 +214,9 @@ def train_depth(config: DepthTrainConfig, data: str | os.PathLike, output: str |
     if resnet is not None and not Path(resnet).is_file():
         raise InputError(resnet, "ImageNet ResNet weights not found (--resnet)")
     dataset = depth_dataset(config, data)
-    trainer, result = run_stage("depth", lambda per_epoch: DepthTraining(config, per_epoch, resnet), dataset,
-                                config.samples_per_epoch, config, output=output, max_steps=max_steps,
-                                resume=resume)
+    trainer, result = fit_in_epochs(lambda per_epoch: DepthTraining(config, per_epoch, resnet), dataset,
+                                    config.samples_per_epoch, config, record={"stage": "depth"}, output=output,
+                                    max_steps=max_steps, resume=resume)
     exported = None
     if trainer.accelerator.is_main_process:
         exported = export_depth(trainer.models, Path(output) / EXPORT_FOLDER, config.image_size)

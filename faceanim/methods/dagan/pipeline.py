@@ -29,8 +29,8 @@ import torch
 
 from ...errors import InputError
 from ...nn.device import resolve_device
-from ...media.convert import crops_to_tensor
-from ...nn.precision import cudnn_full_precision
+from ...media.convert import crops_to_tensor, from_tensor
+from ...nn.precision import backend_flags, check_precision, compute_context
 from ...warping.animator import MotionOptions
 from ...warping.keypoints import Keypoints
 from ...warping.motion import normalize_keypoints
@@ -38,7 +38,6 @@ from .config import DaGANModelConfig
 from .model import DaGANModel, SourceFeatures
 from .weights import load_model, save_converted
 
-PRECISIONS = ("exact", "fast")
 
 
 @dataclass
@@ -64,15 +63,13 @@ class DaGANPipeline:
 
     def __init__(self, model: DaGANModel, *, device: str | torch.device | None = None, precision: str = "exact",
                  batch_size: int = 8, relative: bool = True, adapt_scale: bool = True):
-        if precision not in PRECISIONS:
-            raise InputError(None, f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if int(batch_size) < 1:
             raise InputError(None, f"batch size must be >= 1, got {batch_size}")
+        self.precision = check_precision(precision)
         self.device = resolve_device(device)
         # channels-last suits oneDNN's and cuDNN's convolutions (about 1.2x on CPU here); the crops arrive
         # in that layout already (HWC arrays)
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self.precision = precision
         self.batch_size = int(batch_size)
         self.motion = MotionOptions(relative=relative, adapt_scale=adapt_scale)
 
@@ -163,8 +160,7 @@ class DaGANPipeline:
         """(B, S, S, 3) uint8 frames for a batch of driving keypoints."""
         logits = self.generate(source, kp_driving, kp_initial, motion)["prediction_logits"]
         # the sigmoid in float32: near 0 and 1 a half-precision prediction is a whole grey level coarse
-        frames = torch.sigmoid(logits.float()).mul(255).round().to(torch.uint8)
-        return frames.permute(0, 2, 3, 1).cpu().numpy()
+        return from_tensor(torch.sigmoid(logits.float()))
 
     # -- tensors and numerics ------------------------------------------------------------------------
     def _tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
@@ -173,16 +169,7 @@ class DaGANPipeline:
             memory_format=torch.channels_last)
 
     def _backend_flags(self) -> contextlib.AbstractContextManager:
-        """cuDNN without TF32 (its 10-bit mantissa would undo the float32 islands), autotuned in fast mode."""
-        if self.device.type != "cuda":
-            return contextlib.nullcontext()
-        return cudnn_full_precision(benchmark=self.precision == "fast" or torch.backends.cudnn.benchmark)
+        return backend_flags(self.device, self.precision)
 
-    @contextlib.contextmanager
-    def _compute_context(self) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self._backend_flags())
-            if self.precision == "fast":
-                dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
-                stack.enter_context(torch.autocast(self.device.type, dtype=dtype))
-            yield
+    def _compute_context(self) -> contextlib.AbstractContextManager:
+        return compute_context(self.device, self.precision)

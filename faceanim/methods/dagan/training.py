@@ -27,7 +27,6 @@ trained, the loaded state is exported).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -44,8 +43,8 @@ from ...losses import (ImagePyramid, PyramidPerceptualLoss, RandomWarp, feature_
 from ...nn.backbones import load_vgg19
 from ...nn.precision import full_precision
 from ...registry import WeightSpec, get_method
-from ...train import (FitResult, PairOptions, Phase, Trainer, TrainingMethod, frame_augmentation, image_grid,
-                      open_frame_pairs, steps_per_epoch, trainer_config, write_run_config)
+from ...train import (FitResult, PairOptions, Phase, TrainingMethod, export_on_main, fit_in_epochs,
+                      frame_augmentation, image_grid, open_frame_pairs)
 from ...warping.keypoints import Keypoints
 from .config import DaGANTrainConfig, WeightFiles
 from .model import DaGANModel
@@ -317,20 +316,6 @@ def export_model(models: Mapping[str, nn.Module], config: DaGANTrainConfig, fold
 
 # ------------------------------------------------------------------------------------ a run
 
-def run_stage(stage: str, make_method, dataset, samples_per_epoch: int, config, *, output: str | os.PathLike,
-              max_steps: int | None, resume: str | None) -> tuple[Trainer, FitResult]:
-    """Fit one training stage: its schedule in epochs of `samples_per_epoch` turned into trainer steps,
-    its settings written beside the checkpoints; `make_method(steps_per_epoch)` builds the method."""
-    accumulation = int(config.trainer.get("grad_accumulation", 1))
-    per_epoch = steps_per_epoch(samples_per_epoch, config.batch_size, accumulation)
-    settings = trainer_config(config.trainer, output=output, batch_size=config.batch_size,
-                              steps_per_epoch=per_epoch, num_epochs=config.num_epochs,
-                              checkpoint_freq=config.checkpoint_freq, max_steps=max_steps, resume=resume)
-    write_run_config(output, {"stage": stage, "steps_per_epoch": per_epoch, **config.to_dict()})
-    trainer = Trainer(make_method(per_epoch), dataset, settings)
-    return trainer, trainer.fit()
-
-
 def dagan_dataset(config: DaGANTrainConfig, data: str | os.PathLike):
     """(source, driving) pairs of `data` (preprocessed clips, or the official ROOT/train layout)."""
     options = PairOptions(frame_size=config.model.image_size, id_sampling=config.id_sampling,
@@ -345,11 +330,7 @@ def train_dagan(config: DaGANTrainConfig, data: str | os.PathLike, output: str |
     (`output/model`, written by the main process; None on the others)."""
     files = resolve_weights(config, weights)
     dataset = dagan_dataset(config, data)
-    trainer, result = run_stage("dagan", lambda per_epoch: DaGANTraining(config, files, per_epoch), dataset,
-                                len(dataset), config, output=output, max_steps=max_steps, resume=resume)
-    exported = None
-    if trainer.accelerator.is_main_process:
-        averaged = trainer.ema.swapped_in(trainer.models) if trainer.ema is not None else contextlib.nullcontext()
-        with averaged:
-            exported = export_model(trainer.models, config, Path(output) / EXPORT_FOLDER)
-    return result, exported
+    trainer, result = fit_in_epochs(lambda per_epoch: DaGANTraining(config, files, per_epoch), dataset,
+                                    len(dataset), config, record={"stage": "dagan"}, output=output,
+                                    max_steps=max_steps, resume=resume)
+    return result, export_on_main(trainer, lambda models: export_model(models, config, Path(output) / EXPORT_FOLDER))

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ...checkpoints import (CONFIG_NAME, LoadReport, load_checkpoint, load_into, load_pretrained, save_pretrained,
-                            state_dict_from)
+from ...checkpoints import (load_checkpoint, load_into, load_model_folder, LoadReport, save_model_folder,
+                             state_dict_from)
 from ...errors import CheckpointError, InputError
 from ...fileio import read_official_model_params
 from ...registry import get_method
@@ -119,20 +119,12 @@ def _layout_of(contents: Any, encoder_contents: Any, checkpoint: PathLike) -> di
 
 def save_converted(model: DaGANModel, folder: PathLike, *, metadata: Mapping[str, str] | None = None) -> Path:
     """Write `model` (every component it has) as a converted folder, atomically."""
-    config = {"method": METHOD, "model": model.config.to_dict()}
-    return save_pretrained(folder, config, model.state_dict(), metadata={"method": METHOD, **(metadata or {})})
+    return save_model_folder(folder, METHOD, model.config.to_dict(), model.state_dict(), metadata=metadata)
 
 
 def load_converted(folder: PathLike, *, discriminator: bool = False) -> DaGANModel:
     """A DaGANModel from a converted folder; the discriminator only when asked for (and present)."""
-    config, state = load_pretrained(folder)
-    if not isinstance(config, dict) or config.get("method") != METHOD or not isinstance(config.get("model"), dict):
-        found = config.get("method") if isinstance(config, dict) else None
-        raise CheckpointError(Path(folder) / CONFIG_NAME, f"is not a converted DaGAN model (method: {found})")
-    try:
-        model_config = DaGANModelConfig.from_dict(config["model"])
-    except InputError as err:
-        raise CheckpointError(Path(folder) / CONFIG_NAME, err.problem) from None
+    model_config, state = load_model_folder(folder, METHOD, "DaGAN", DaGANModelConfig.from_dict)
     if not discriminator:
         state = {k: v for k, v in state.items() if not k.startswith("discriminator.")}
     model = DaGANModel(model_config, discriminator=discriminator)

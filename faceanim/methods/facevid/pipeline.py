@@ -30,15 +30,14 @@ import torch
 from ...errors import InputError
 from ...nn.device import resolve_device
 from ...registry import get_method
-from ...media.convert import crops_to_tensor
-from ...nn.precision import cudnn_full_precision
+from ...media.convert import crops_to_tensor, from_tensor
+from ...nn.precision import backend_flags, check_precision, compute_context
 from ...warping.animator import MotionOptions
 from ...warping.facevid import FaceVidConfig, FaceVidModel, HeadPose, SourceVolume, transform_keypoints
 from ...warping.keypoints import Keypoints
 from ...warping.motion import normalize_keypoints
 from .weights import load_model, save_converted
 
-PRECISIONS = ("exact", "fast")
 
 
 @dataclass
@@ -74,14 +73,12 @@ class FaceVidPipeline:
     def __init__(self, model: FaceVidModel, *, device: str | torch.device | None = None, precision: str = "exact",
                  batch_size: int = 4, relative: bool = False, adapt_scale: bool = False,
                  free_view: FreeView = FreeView()):
-        if precision not in PRECISIONS:
-            raise InputError(None, f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if int(batch_size) < 1:
             raise InputError(None, f"batch size must be >= 1, got {batch_size}")
+        self.precision = check_precision(precision)
         self.device = resolve_device(device)
         # contiguous (not channels-last) layout: channels-last has no form for the 3-D convolutions' weights
         self.model = model.to(self.device).eval()
-        self.precision = precision
         self.batch_size = int(batch_size)
         self.motion = MotionOptions(relative=relative, adapt_scale=adapt_scale)
         self.free_view = free_view
@@ -183,24 +180,14 @@ class FaceVidPipeline:
         """(B, S, S, 3) uint8 frames for a batch of driving head poses."""
         logits = self.generate(source, poses, pose_initial, motion)["prediction_logits"]
         # the sigmoid in float32: near 0 and 1 a half-precision prediction is a whole grey level coarse
-        frames = torch.sigmoid(logits.float()).mul(255).round().to(torch.uint8)
-        return frames.permute(0, 2, 3, 1).cpu().numpy()
+        return from_tensor(torch.sigmoid(logits.float()))
 
     # -- tensors and numerics ------------------------------------------------------------------------
     def _tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
         return crops_to_tensor(crops, self.crop_size, (0.0, 1.0), self.device, model="face-vid2vid")
 
     def _backend_flags(self) -> contextlib.AbstractContextManager:
-        """cuDNN without TF32 (it would undo the float32 islands), autotuned in fast mode."""
-        if self.device.type != "cuda":
-            return contextlib.nullcontext()
-        return cudnn_full_precision(benchmark=self.precision == "fast" or torch.backends.cudnn.benchmark)
+        return backend_flags(self.device, self.precision)
 
-    @contextlib.contextmanager
-    def _compute_context(self) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self._backend_flags())
-            if self.precision == "fast":
-                dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
-                stack.enter_context(torch.autocast(self.device.type, dtype=dtype))
-            yield
+    def _compute_context(self) -> contextlib.AbstractContextManager:
+        return compute_context(self.device, self.precision)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ...checkpoints import CONFIG_NAME, load_checkpoint, load_into, load_pretrained, save_pretrained, state_dict_from
+from ...checkpoints import load_checkpoint, load_into, load_model_folder, save_model_folder, state_dict_from
 from ...errors import CheckpointError, InputError
 from ...warping.facevid import FaceVidConfig, FaceVidModel, load_official, vox256
 from .config import read_official_config
@@ -52,20 +52,12 @@ def _has_jacobian(contents: Any, checkpoint: PathLike) -> bool:
 
 def save_converted(model: FaceVidModel, folder: PathLike, *, metadata: Mapping[str, str] | None = None) -> Path:
     """Write `model` as a converted folder, atomically."""
-    config = {"method": METHOD, "model": model.config.to_dict()}
-    return save_pretrained(folder, config, model.state_dict(), metadata={"method": METHOD, **(metadata or {})})
+    return save_model_folder(folder, METHOD, model.config.to_dict(), model.state_dict(), metadata=metadata)
 
 
 def load_converted(folder: PathLike) -> FaceVidModel:
     """A FaceVidModel from a converted folder."""
-    config, state = load_pretrained(folder)
-    if not isinstance(config, dict) or config.get("method") != METHOD or not isinstance(config.get("model"), dict):
-        found = config.get("method") if isinstance(config, dict) else None
-        raise CheckpointError(Path(folder) / CONFIG_NAME, f"is not a converted face-vid2vid model (method: {found})")
-    try:
-        model_config = FaceVidConfig.from_dict(config["model"])
-    except (InputError, TypeError) as err:
-        raise CheckpointError(Path(folder) / CONFIG_NAME, getattr(err, "problem", str(err))) from None
+    model_config, state = load_model_folder(folder, METHOD, "face-vid2vid", FaceVidConfig.from_dict)
     model = FaceVidModel(model_config)
     load_into(model, state, strict=True, source=folder)
     return model.eval()

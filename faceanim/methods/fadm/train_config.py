@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from ... import fileio
 from ...errors import InputError
+from ...settings import AugmentationParams, build_settings
 from ...warping.fomm import FOMMConfig
 from .config import PRESETS, FADMModelConfig, released
 
@@ -32,10 +33,7 @@ def _check(checks: list[tuple[bool, str]]) -> None:
 
 
 def _build(cls, values: Mapping[str, Any], where: str):
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-    _check([(isinstance(values, Mapping), f"{where} must be a mapping"),
-            (not unknown, f"unknown {where} settings: {', '.join(unknown)}")])
-    return cls(**values)
+    return build_settings(cls, values, where=where, owner="fadm training config")
 
 
 @dataclass(frozen=True)
@@ -48,22 +46,6 @@ class LossWeights:
     def __post_init__(self):
         _check([(self.norm >= 0 and self.color >= 0, "loss weights must be >= 0"),
                 (self.norm > 0, "the norm (ε) loss weight must be > 0")])
-
-
-@dataclass(frozen=True)
-class AugmentationParams:
-    """Flips and colour jitter of the training frames (a jitter amount of 0 turns it off)."""
-
-    horizontal_flip: bool = True
-    time_flip: bool = True
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    hue: float = 0.1
-
-    def __post_init__(self):
-        _check([(min(self.brightness, self.contrast, self.saturation, self.hue) >= 0 and self.hue <= 0.5,
-                 "jitter amounts must be >= 0 (hue at most 0.5)")])
 
 
 @dataclass(frozen=True)

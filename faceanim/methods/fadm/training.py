@@ -17,7 +17,6 @@ equal to its step exports it without training.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -33,8 +32,8 @@ from ...checkpoints import CONFIG_NAME, load_checkpoint, load_into, state_dict_f
 from ...diffusion import SeededNoise
 from ...errors import InputError
 from ...registry import get_method
-from ...train import (FitResult, PairOptions, Phase, Trainer, TrainingMethod, frame_augmentation, image_grid,
-                      open_frame_pairs, steps_per_epoch, trainer_config, write_run_config)
+from ...train import (FitResult, PairOptions, Phase, TrainingMethod, export_on_main, fit_in_epochs,
+                      frame_augmentation, image_grid, open_frame_pairs)
 from ...warping.fomm import FOMMModel, load_fomm
 from .conditioning import Condition, coarse_condition
 from .deca import DECAEncoder, attribute
@@ -199,16 +198,6 @@ def train_fadm(config: FADMTrainConfig, data: str | os.PathLike, output: str | o
         config = dataclasses.replace(config, coarse=read_fomm_config(fomm_config, config.image_size))
     files = resolve_weights(config, weights)
     dataset = fadm_dataset(config, data)
-    per_epoch = steps_per_epoch(len(dataset), config.batch_size, int(config.trainer.get("grad_accumulation", 1)))
-    settings = trainer_config(config.trainer, output=output, batch_size=config.batch_size, steps_per_epoch=per_epoch,
-                              num_epochs=config.num_epochs, checkpoint_freq=config.checkpoint_freq,
-                              max_steps=max_steps, resume=resume)
-    write_run_config(output, {"method": "fadm", "steps_per_epoch": per_epoch, **config.to_dict()})
-    trainer = Trainer(FADMTraining(config, files), dataset, settings)
-    result = trainer.fit()
-    exported = None
-    if trainer.accelerator.is_main_process:
-        averaged = trainer.ema.swapped_in(trainer.models) if trainer.ema is not None else contextlib.nullcontext()
-        with averaged:
-            exported = export_model(trainer.models, config, Path(output) / EXPORT_FOLDER)
-    return result, exported
+    trainer, result = fit_in_epochs(lambda _: FADMTraining(config, files), dataset, len(dataset), config,
+                                    record={"method": "fadm"}, output=output, max_steps=max_steps, resume=resume)
+    return result, export_on_main(trainer, lambda models: export_model(models, config, Path(output) / EXPORT_FOLDER))

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import torch
 
-from ...checkpoints import CONFIG_NAME, load_checkpoint, load_into, load_pretrained, save_pretrained, state_dict_from
+from ...checkpoints import load_checkpoint, load_into, load_model_folder, save_model_folder, state_dict_from
 from ...errors import CheckpointError, InputError
 from ...registry import get_method
 from .config import FADMModelConfig, UNetConfig
@@ -88,19 +88,13 @@ def save_converted(model: FADMModel, folder: PathLike, deca: DECAEncoder | None 
     state = dict(model.state_dict())
     if deca is not None:
         state.update({DECA_PREFIX + key: value for key, value in deca.state_dict().items()})
-    config = {"method": METHOD, "model": model.config.to_dict(), "deca": deca is not None}
-    return save_pretrained(folder, config, state, metadata={"method": METHOD, **(metadata or {})})
+    return save_model_folder(folder, METHOD, model.config.to_dict(), state, metadata=metadata,
+                             deca=deca is not None)
 
 
 def load_converted(folder: PathLike) -> tuple[FADMModel, DECAEncoder | None]:
-    config, state = load_pretrained(folder)
-    if not isinstance(config, dict) or config.get("method") != METHOD or not isinstance(config.get("model"), dict):
-        found = config.get("method") if isinstance(config, dict) else None
-        raise CheckpointError(Path(folder) / CONFIG_NAME, f"is not a converted FADM model (method: {found})")
-    try:
-        model = FADMModel(FADMModelConfig.from_dict(config["model"]))
-    except InputError as err:
-        raise CheckpointError(Path(folder) / CONFIG_NAME, err.problem) from None
+    model_config, state = load_model_folder(folder, METHOD, "FADM", FADMModelConfig.from_dict)
+    model = FADMModel(model_config)
     deca_state = {k[len(DECA_PREFIX):]: v for k, v in state.items() if k.startswith(DECA_PREFIX)}
     load_into(model, {k: v for k, v in state.items() if not k.startswith(DECA_PREFIX)}, strict=True, source=folder)
     deca = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ...errors import InputError
+from ...settings import build_settings
 from ...nn.blocks import hourglass_width
 
 
@@ -170,11 +171,7 @@ class FaceVidConfig:
 
 
 def _build(cls, values: Mapping[str, Any], where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InputError(None, f"facevid config: unknown {where} settings: {', '.join(unknown)}")
-    return cls(**values)
+    return build_settings(cls, values, where=where, owner="facevid config")
 
 
 def vox256() -> FaceVidConfig:

@@ -14,7 +14,8 @@ import os
 import signal
 
 from faceanim.methods.dagan.config import DaGANTrainConfig, WeightFiles, load_train_config
-from faceanim.methods.dagan.training import DaGANTraining, dagan_dataset, resolve_weights, trainer_config
+from faceanim.methods.dagan.training import DaGANTraining, dagan_dataset, resolve_weights
+from faceanim.train import trainer_config
 from faceanim.train import FitResult, Trainer
 
 MAX_STEPS, CHECKPOINT_EVERY = 6, 2
