@@ -116,7 +116,11 @@ def _load_pickle(path: Path) -> Any:
         foreign = [name for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
                    if name not in allowed_names]
     except Exception as err:  # not a zip/pickle archive, truncated, ...
-        raise CheckpointError(path, f"not a readable PyTorch checkpoint ({_first_line(err)})") from None
+        if not _is_legacy_torch_file(path):
+            raise CheckpointError(path, f"not a readable PyTorch checkpoint ({_first_line(err)})") from None
+        # Pre-1.6 (non-zip) files, e.g. torchvision's 2017 ImageNet weights and lpips v0.1: PyTorch cannot
+        # list their globals, but its weights-only unpickler below still refuses anything not allowed.
+        foreign = []
     if foreign:
         log.info("%s: reading foreign classes as inert data: %s", path, ", ".join(foreign))
     try:
@@ -126,6 +130,14 @@ def _load_pickle(path: Path) -> Any:
         raise CheckpointError(path, f"refused by the weights-only loader ({_unpickling_reason(err)})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(path, f"corrupt or truncated checkpoint ({_first_line(err)})") from None
+
+
+def _is_legacy_torch_file(path: Path) -> bool:
+    """A file of PyTorch's pre-1.6 serialisation: a bare pickle stream (protocol 2+), not a zip archive."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80" and not zipfile.is_zipfile(path)
 
 
 def _first_line(err: BaseException) -> str:

@@ -85,6 +85,23 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_legacy_pre_1_6_files_load_and_their_pickled_code_is_refused(tmp_path):
+    """torchvision's 2017 ImageNet weights and lpips v0.1 use the old non-zip format, whose globals PyTorch
+    cannot list in advance: the weights-only unpickler alone must then refuse code."""
+    state = TinyNet().state_dict()
+    legacy = tmp_path / "legacy.pth"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    assert all(torch.equal(state[k], v) for k, v in load_checkpoint(legacy).items())
+    marker = tmp_path / "pwned"
+    exploit = Exploit()
+    exploit.marker = marker
+    evil = tmp_path / "evil_legacy.pth"
+    torch.save({"x": exploit}, evil, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="evil_legacy.pth"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_corrupt_files_raise_checkpoint_error(tmp_path, damage):
     path = tmp_path / "model.pth"

@@ -239,10 +239,79 @@ def add_train(sub) -> None:
 
 
 def add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="compute the papers' metrics on generated videos")
+    from ..metrics.base import METRIC_WEIGHTS
+
+    p = sub.add_parser("evaluate", help="compute the papers' metrics on generated videos",
+                       description="Metrics of a generated video against a reference (same-identity "
+                                   "reconstruction) or of a reenactment of --source (cross-identity). Writes "
+                                   "metrics.json, metrics.md, per_frame.csv and plots/*.png into -o DIR.")
     p.add_argument("--pred", help="generated video or frame folder")
-    p.add_argument("--ref", help="reference video or frame folder")
-    p.set_defaults(run=_not_yet("'faceanim evaluate'"))
+    p.add_argument("--ref", help="reference video or frame folder (ground truth, or the driving video)")
+    p.add_argument("--source", help="source photo of a cross-identity reenactment (identity metrics compare with it)")
+    p.add_argument("--audio", help="speech for the lip-sync metrics (default: the prediction's soundtrack)")
+    p.add_argument("--metrics", help="comma-separated metric names (default: every metric whose inputs and "
+                                     "weights are available); see --list")
+    p.add_argument("-o", "--output", help="report folder (metrics.json, metrics.md, per_frame.csv, plots/)")
+    p.add_argument("--list", action="store_true", help="list the metrics and the weights each needs, then exit")
+    p.add_argument("--fps", type=float, help="frame rate of frame folders (default: the video's, else 25)")
+    p.add_argument("--resize", action="store_true", help="resize prediction frames to the reference's size")
+    p.add_argument("--max-frames", type=int, help="evaluate only the first N frames")
+    p.add_argument("--ssim-mode", choices=["paper", "skimage"], default="paper",
+                   help="paper: DiffAE/DVA ssim.py (zero-padded borders); skimage: borders left out")
+    p.add_argument("--identity", choices=["dlib", "arcface"], default="dlib",
+                   help="identity embedding for CSIM/AED/TL-ID/TG-ID (arcface needs --arcface)")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
+    p.add_argument("--fvd-stride", type=int, default=16, help="frames between FVD clip starts (default 16)")
+    p.add_argument("--device", help="torch device for network metrics (default: cuda if available)")
+    weights = p.add_argument_group("metric weights (local files; or the environment variables named)")
+    for spec in METRIC_WEIGHTS.values():
+        weights.add_argument(spec.flag, dest=f"weight_{spec.name}", metavar="PATH",
+                             help=f"{spec.description} [{spec.env}]")
+    p.add_argument("--benchmark", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="last option: run this faceanim command (e.g. reenact SRC DRV -o OUT.mp4 --method warp), "
+                        "report seconds/frame and peak memory, and evaluate its output as --pred")
+
+    def run(args):
+        from ..tasks import evaluate as task
+        if args.list:
+            return _list_metrics()
+        bench = None
+        if args.benchmark is not None:
+            from ..tasks.benchmark import benchmark_command
+            from .main import main
+            bench = benchmark_command(args.benchmark, run=main)
+            args.pred = args.pred or bench.output
+        if args.pred is None:
+            raise InputError(None, "evaluate needs --pred (or --benchmark COMMAND)")
+        evaluation = None
+        if args.ref is not None or args.metrics or args.benchmark is None:
+            evaluation = task.evaluate(
+                args.pred, args.ref, source=args.source, audio=args.audio,
+                metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
+                weights={spec.name: getattr(args, f"weight_{spec.name}") for spec in METRIC_WEIGHTS.values()},
+                options={"identity": args.identity, "lpips_net": args.lpips_net, "fvd_stride": args.fvd_stride,
+                         "ssim_mode": args.ssim_mode},
+                device=args.device, fps=args.fps, resize=args.resize, max_frames=args.max_frames)
+        if args.output:
+            table = task.write_evaluation(evaluation, args.output, benchmark=bench)
+            print(table, end="")
+            print(f"wrote {args.output}")
+        else:
+            print(task.markdown(evaluation, bench), end="")
+        return 0
+    p.set_defaults(run=run)
+
+
+def _list_metrics() -> int:
+    from ..metrics.base import METRIC_WEIGHTS
+    from ..metrics.catalog import METRICS
+
+    for info in METRICS.values():
+        metric = info.load()
+        needs = ", ".join(sorted(metric.needs)) or "-"
+        files = ", ".join(METRIC_WEIGHTS[w].flag for w in metric.weights) or "none"
+        print(f"{info.name:10s} {info.group:13s} needs: {needs:12s} weights: {files:32s} {info.description}")
+    return 0
 
 
 def add_convert(sub) -> None:

@@ -26,7 +26,6 @@ def test_help_lists_every_subcommand():
     ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "diffused_heads"],
     ["edit", "v.mp4", "-o", "o.mp4", "--method", "dva"],
     ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "dva"],
-    ["evaluate", "--pred", "a", "--ref", "b"],
     ["convert", "dva", "x.ckpt", "-o", "out"],
 ])
 def test_unimplemented_features_say_so(argv, capsys, tmp_path, monkeypatch):
