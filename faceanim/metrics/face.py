@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..face import embedding_distance   # AED of one frame: the L2 distance of two identity embeddings
 from .base import EvalContext, FrameView, StreamingMetric
 from .face_series import crop_head_pose
 from .identity import embedding_of, identity_embedder
@@ -39,11 +40,6 @@ def keypoint_coordinate_difference(pred: np.ndarray, ref: np.ndarray) -> float:
     absolute difference over all x and y coordinates (not a Euclidean distance)."""
     pred, ref = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     return float(np.abs(pred - ref).mean())
-
-
-def embedding_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """AED of one frame: Euclidean (L2) distance between two identity embeddings."""
-    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,29 +16,12 @@ from faceanim.metrics.distribution import (ClipWindow, FeatureStats, FIDMetric, 
                                            i3d_clip_features, i3d_input, inception_features)
 from faceanim.nn.backbones.i3d import InceptionI3d, load_i3d
 from faceanim.nn.backbones.inception import FIDInceptionV3, load_fid_inception
+from tests.random_weights import he_state
 
 
 def random_spd(rng: np.random.Generator, dim: int) -> np.ndarray:
     a = rng.normal(size=(dim, dim))
     return a @ a.T + 0.1 * np.eye(dim)
-
-
-def he_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights that keep activations O(1) through the network, in the official file layout."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if name.endswith("num_batches_tracked"):
-            continue
-        if tensor.ndim >= 2:
-            state[name] = torch.randn(tensor.shape, generator=generator) * math.sqrt(2.0 / tensor[0].numel())
-        elif name.endswith("running_var"):
-            state[name] = 0.5 + torch.rand(tensor.shape, generator=generator)
-        elif name.endswith("bn.weight"):  # batch-norm scales near 1, so the input signal survives
-            state[name] = 1 + 0.1 * torch.randn(tensor.shape, generator=generator)
-        else:
-            state[name] = 0.1 * torch.randn(tensor.shape, generator=generator)
-    return state
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from faceanim.errors import CheckpointError
 from faceanim.nn.backbones.i3d import InceptionI3d, i3d_preprocess, load_i3d, same_padding
 from faceanim.nn.backbones.inception import (FIDInceptionV3, InceptionA, InceptionE, _tf_average_pool,
                                              fid_preprocess, load_fid_inception)
+from tests.random_weights import he_state
 
 # --- the expected layouts, written from pytorch-fid (torchvision's Inception3 with aux_logits=False,
 # --- num_classes=1008, FID blocks) and from piergiaj/pytorch-i3d's InceptionI3d
@@ -69,24 +70,6 @@ def i3d_parameter_count() -> int:
     return total + 1024 * 400 + 400
 
 
-def random_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """He-scaled random weights in the file's layout (no BatchNorm counters, as in the 2017/2018 files)."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if name.endswith("num_batches_tracked"):
-            continue
-        if tensor.ndim >= 2:
-            state[name] = torch.randn(tensor.shape, generator=generator) * math.sqrt(2.0 / tensor[0].numel())
-        elif name.endswith("running_var"):
-            state[name] = 0.5 + torch.rand(tensor.shape, generator=generator)
-        elif name.endswith("bn.weight"):  # batch-norm scales near 1, so the input signal survives
-            state[name] = 1 + 0.1 * torch.randn(tensor.shape, generator=generator)
-        else:
-            state[name] = 0.1 * torch.randn(tensor.shape, generator=generator)
-    return state
-
-
 def without_counters(state: dict) -> set[str]:
     return {name for name in state if not name.endswith("num_batches_tracked")}
 
@@ -115,7 +98,7 @@ def test_inception_keys_match_the_2015_file():
 
 
 def test_inception_loads_a_file_strictly(tmp_path):
-    state = random_state(FIDInceptionV3())
+    state = he_state(FIDInceptionV3())
     torch.save(state, tmp_path / "pt_inception-2015-12-05-6726825d.pth")
     model = load_fid_inception(tmp_path / "pt_inception-2015-12-05-6726825d.pth")
     assert not model.training
@@ -154,7 +137,7 @@ def _branch(layer, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("pool", ["avg", "max"])
 def test_inception_e_pooling_branch(pool):
     block = InceptionE(16, pool=pool)
-    block.load_state_dict(random_state(block, seed=3), strict=False)
+    block.load_state_dict(he_state(block, seed=3), strict=False)
     block.eval()
     x = torch.randn(1, 16, 6, 6)
     if pool == "max":   # Mixed_7c of the 2015 graph
@@ -169,7 +152,7 @@ def test_inception_e_pooling_branch(pool):
 
 def test_inception_a_branch_order():
     block = InceptionA(8, pool_features=5).eval()
-    block.load_state_dict(random_state(block, seed=4), strict=False)
+    block.load_state_dict(he_state(block, seed=4), strict=False)
     x = torch.randn(1, 8, 7, 7)
     with torch.no_grad():
         out = block(x)
@@ -207,7 +190,7 @@ def test_i3d_keys_match_pytorch_i3d():
 
 
 def test_i3d_loads_a_file_strictly(tmp_path):
-    state = random_state(InceptionI3d())
+    state = he_state(InceptionI3d())
     torch.save(state, tmp_path / "rgb_imagenet.pt")
     model = load_i3d(tmp_path / "rgb_imagenet.pt")
     assert torch.equal(model.logits.conv3d.bias, state["logits.conv3d.bias"])
@@ -233,7 +216,7 @@ def test_same_padding_is_tensorflow_same(size, kernel, stride):
 
 def test_i3d_forward_shapes():
     model = InceptionI3d().eval()
-    model.load_state_dict(random_state(model, seed=5), strict=False)
+    model.load_state_dict(he_state(model, seed=5), strict=False)
     clip = torch.rand(1, 3, 9, 224, 224) * 2 - 1       # the shortest clip the 2x7x7 pooling accepts
     with torch.no_grad():
         pooled = model.pooled(clip)
