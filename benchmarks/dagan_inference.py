@@ -12,11 +12,15 @@ output, rel = ||fast - exact|| / ||exact - mean(exact)||, for the random weights
 batch-norm statistics gathered from the clip (unit-scale activations, a harsher case for bfloat16);
 the attention gate gamma is set to 1 so that the attention's numerics count (it starts at 0).
 
-    python benchmarks/dagan_inference.py [--frames 16] [--batch-size 8] [--device cpu] [--rounds 3]
+With `--float16-error` it also prints the error of the CUDA fast mode's dtype (float16 autocast), emulated
+on the CPU (slow: about a minute), so the error side of the CUDA target can be checked without a GPU.
+
+    python benchmarks/dagan_inference.py [--frames 16] [--batch-size 8] [--device cpu] [--rounds 3] [--float16-error]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -104,12 +108,33 @@ def logits_error(model: DaGANModel, source_crop: np.ndarray, driving: list[np.nd
     return float((approximate - reference).norm() / (reference - reference.mean()).norm())
 
 
+@contextlib.contextmanager
+def float16_fast_mode():
+    """Make the pipeline's fast mode use float16 autocast on any device (what it uses on CUDA)."""
+    import faceanim.methods.dagan.pipeline as pipeline_module
+
+    chosen = pipeline_module.compute_context
+
+    @contextlib.contextmanager
+    def float16_context(device, precision):
+        with chosen(device, "exact"), torch.autocast(device.type, dtype=torch.float16,
+                                                      enabled=precision == "fast"):
+            yield
+    pipeline_module.compute_context = float16_context
+    try:
+        yield
+    finally:
+        pipeline_module.compute_context = chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=16, help="driving frames per loop (default 16)")
     parser.add_argument("--batch-size", type=int, default=8, help="pipeline batch size (default 8)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per loop; the best counts (default 3)")
+    parser.add_argument("--float16-error", action="store_true",
+                        help="also print the error of float16 autocast (CUDA's fast mode), emulated here")
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     source_crop, driving = load_crops(args.frames)
@@ -138,6 +163,11 @@ def main() -> None:
     calibrate_batchnorm(model, driving, device)
     print(f", {logits_error(model, source_crop, driving, device, min(args.batch_size, len(driving))):.2e} "
           f"(batch-norm statistics from the clip); target <= 1e-2")
+    if args.float16_error:
+        batch = min(args.batch_size, len(driving), 4)
+        with float16_fast_mode():
+            error = logits_error(model, source_crop, driving, device, batch)
+        print(f"float16 autocast (CUDA fast mode) rel. error, batch-norm statistics from the clip: {error:.2e}")
 
 
 if __name__ == "__main__":
