@@ -258,8 +258,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--max-frames", type=int, help="evaluate only the first N frames")
     p.add_argument("--ssim-mode", choices=["paper", "skimage"], default="paper",
                    help="paper: DiffAE/DVA ssim.py (zero-padded borders); skimage: borders left out")
-    p.add_argument("--identity", choices=["dlib", "arcface"], default="dlib",
-                   help="identity embedding for CSIM/AED/TL-ID/TG-ID (arcface needs --arcface)")
+    p.add_argument("--identity", choices=["dlib", "arcface"],
+                   help="identity embedding for CSIM/AED/TL-ID/TG-ID (default: arcface when --arcface or "
+                        "FACEANIM_ARCFACE gives its weights, else dlib)")
     p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
     p.add_argument("--fvd-stride", type=int, default=16, help="frames between FVD clip starts (default 16)")
     p.add_argument("--device", help="torch device for network metrics (default: cuda if available)")

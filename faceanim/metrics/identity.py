@@ -94,15 +94,21 @@ def _shared_ir_se50(path: str, device: str):
 
 
 def identity_embedder(context: EvalContext) -> IdentityEmbedder:
-    """The embedder `context.options["identity"]` names ("dlib" by default, or "arcface").
+    """The embedder `context.options["identity"]` names: "dlib" or "arcface"; when it names none, ArcFace
+    if its weights were given (flag or environment), else dlib.
 
     MissingWeightsError naming --arcface and FACEANIM_ARCFACE when ArcFace is asked for without its file."""
-    choice = context.options.get("identity") or "dlib"
+    choice = context.options.get("identity") or _default_identity(context)
     if choice == "dlib":
         return DlibIdentity()
     if choice == "arcface":
         return ArcFaceIdentity(arcface_weights(context), context.device)
     raise InputError(None, f"unknown identity network {choice!r}; choose one of {', '.join(IDENTITY_CHOICES)}")
+
+
+def _default_identity(context: EvalContext) -> str:
+    given = context.weights.get("arcface") or os.environ.get(METRIC_WEIGHTS["arcface"].env)
+    return "arcface" if given else "dlib"
 
 
 def arcface_weights(context: EvalContext) -> str:

@@ -171,7 +171,7 @@ def evaluate(pred: str | os.PathLike, ref: str | os.PathLike | None = None, *,
             "audio": os.fspath(audio) if audio is not None else ("pred's soundtrack" if speech is not None else None),
             "protocol": "cross-identity" if source is not None else
                         ("reconstruction" if ref is not None else "prediction only"),
-            "fps": context.fps, "identity": context.options.get("identity", "dlib")}
+            "fps": context.fps}
     better = {key: up for metric in instances for key, up in metric.higher_is_better.items()}
     return Evaluation(summary, series, count, info, skipped, better, groups)
 

@@ -196,7 +196,8 @@ def test_arcface_crop_is_the_inner_window_of_the_ffhq_crop(astronaut):
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_dlib_is_the_default_and_unknown_names_are_refused():
+def test_dlib_is_the_default_and_unknown_names_are_refused(monkeypatch):
+    monkeypatch.delenv("FACEANIM_ARCFACE", raising=False)
     assert isinstance(identity_embedder(EvalContext()), DlibIdentity)
     assert isinstance(identity_embedder(EvalContext(options={"identity": "dlib"})), DlibIdentity)
     with pytest.raises(InputError, match="arcface"):
@@ -218,6 +219,15 @@ def test_weights_from_the_environment(monkeypatch, weights_file):
     monkeypatch.setenv("FACEANIM_ARCFACE", weights_file)
     embedder = identity_embedder(EvalContext(options={"identity": "arcface"}))
     assert isinstance(embedder, ArcFaceIdentity) and embedder.key.endswith("model_ir_se50.pth")
+
+
+def test_arcface_is_chosen_when_its_weights_are_given(monkeypatch, weights_file):
+    monkeypatch.delenv("FACEANIM_ARCFACE", raising=False)
+    assert isinstance(identity_embedder(EvalContext(weights={"arcface": weights_file})), ArcFaceIdentity)
+    assert isinstance(identity_embedder(EvalContext(weights={"arcface": weights_file}, options={"identity": "dlib"})),
+                      DlibIdentity)
+    monkeypatch.setenv("FACEANIM_ARCFACE", weights_file)
+    assert isinstance(identity_embedder(EvalContext()), ArcFaceIdentity)
 
 
 class CountingEmbedder:
