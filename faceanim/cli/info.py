@@ -38,12 +38,15 @@ def _device_info() -> dict:
 def _weights_found() -> dict:
     from ..face import dlib_model_status
 
+    from ..metrics.base import METRIC_WEIGHTS
+
     found = {"dlib": dlib_model_status()}
-    for method in list_methods():
-        for weight in method.weights:
-            value = os.environ.get(weight.env)
-            state = "not set" if not value else ("found" if Path(value).exists() else f"missing: {value}")
-            found[f"{method.name}.{weight.name}"] = f"{state} (set {weight.env} or pass {weight.flag})"
+    specs = [(f"{method.name}.{weight.name}", weight) for method in list_methods() for weight in method.weights]
+    specs += [(f"metrics.{weight.name}", weight) for weight in METRIC_WEIGHTS.values()]
+    for name, weight in specs:
+        value = os.environ.get(weight.env)
+        state = "not set" if not value else ("found" if Path(value).exists() else f"missing: {value}")
+        found[name] = f"{state} (set {weight.env} or pass {weight.flag})"
     return found
 
 

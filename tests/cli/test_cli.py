@@ -48,6 +48,7 @@ def test_info_reports_versions_device_methods_and_weights(tmp_path):
     assert set(info["methods"]) == {"warp", "dagan", "fomm", "facevid", "fadm", "diffused_heads", "emo", "dva"}
     assert info["weights"]["dlib"]["shape_predictor_68_face_landmarks.dat"].startswith("found")
     assert "FACEANIM_DAGAN_CHECKPOINT" in info["weights"]["dagan.checkpoint"]
+    assert "--inception" in info["weights"]["metrics.inception"] and "FACEANIM_SYNCNET" in info["weights"]["metrics.syncnet"]
     (described,) = info["checkpoints"]
     assert len(described["sha256"]) == 64 and described["components"]["generator"].startswith("1 tensors")
     text = run_cli("info").stdout
