@@ -33,3 +33,15 @@ class AugmentationParams:
     def __post_init__(self):
         if not (min(self.brightness, self.contrast, self.saturation, self.hue) >= 0 and self.hue <= 0.5):
             raise InputError(None, "augmentation: jitter amounts must be >= 0 (hue at most 0.5)")
+
+
+def config_section(data: Mapping[str, Any], name: str, keys: tuple[str, ...], *, owner: str) -> dict:
+    """The mapping `data[name]` (empty when absent) of a config file, its keys checked against `keys`;
+    InputError "`owner`: ..." for a non-mapping or an unknown key."""
+    values = data.get(name) or {}
+    if not isinstance(values, Mapping):
+        raise InputError(None, f"{owner}: section {name} must be a mapping")
+    unknown = sorted(set(values) - set(keys))
+    if unknown:
+        raise InputError(None, f"{owner}: unknown {name} settings: {', '.join(unknown)}")
+    return dict(values)

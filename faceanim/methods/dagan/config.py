@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from ... import fileio
 from ...errors import InputError
-from ...settings import AugmentationParams, build_settings
+from ...settings import AugmentationParams, build_settings, config_section
 
 GENERATORS = ("DepthAwareGenerator", "SPADEDepthAwareGenerator")
 KP_INPUT_CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}   # what the keypoint detector sees
@@ -373,11 +373,7 @@ def _known_sections(data: Mapping[str, Any], sections: tuple[str, ...]) -> None:
 
 
 def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> dict:
-    values = data.get(name) or {}
-    _check([(isinstance(values, Mapping), f"section {name} must be a mapping")])
-    unknown = sorted(set(values) - set(keys))
-    _check([(not unknown, f"unknown {name} settings: {', '.join(unknown)}")])
-    return dict(values)
+    return config_section(data, name, keys, owner="dagan config")
 
 
 def _merged(base: dict, overrides: Mapping[str, Any]) -> dict:

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from ... import fileio
 from ...errors import InputError
-from ...settings import AugmentationParams, build_settings
+from ...settings import AugmentationParams, build_settings, config_section
 from ...warping.fomm import FOMMConfig
 from .config import PRESETS, FADMModelConfig, released
 
@@ -125,11 +125,7 @@ class FADMTrainConfig:
 
 
 def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> dict:
-    values = data.get(name) or {}
-    _check([(isinstance(values, Mapping), f"section {name} must be a mapping")])
-    unknown = sorted(set(values) - set(keys))
-    _check([(not unknown, f"unknown {name} settings: {', '.join(unknown)}")])
-    return dict(values)
+    return config_section(data, name, keys, owner="fadm training config")
 
 
 def model_from_dict(section: Mapping[str, Any]) -> FADMModelConfig:
