@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Block, ResnetBlock, Swish
+from ...nn.unet_blocks import Block, ResnetBlock, Swish
 
 MOTION_WEIGHT_OFFSET = 0.3
 DEAL_RESIDUAL = 0.4        # weight of the colour features added to each resolution's encoding

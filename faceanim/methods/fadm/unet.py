@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import Block, Downsample, ResnetBlocWithAttn, Swish, TimeEmbedding, Upsample
+from ...nn.unet_blocks import Block, Downsample, ResnetBlocWithAttn, Swish, TimeEmbedding, Upsample
 from .condition import ConditionNetwork
 from .config import UNetConfig
 

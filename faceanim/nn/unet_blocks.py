@@ -1,5 +1,7 @@
-"""The SR3-style blocks of FADM's denoiser and condition network (official `modules/diffusion/util.py`
-names: `block.N`, `mlp.1`, `res_conv`, `qkv`, ...)."""
+"""Blocks of SR3-style diffusion UNets (Saharia et al. 2021; the layout FADM's denoiser and condition
+network use): sinusoidal time embedding, GroupNorm-Swish-conv blocks, residual blocks with a time
+embedding, single-head self-attention, resampling. Parameter names follow the official FADM
+`modules/diffusion/util.py` (`block.N`, `mlp.1`, `res_conv`, `qkv`, ...), so its checkpoints load as they are."""
 from __future__ import annotations
 
 import math
