@@ -1,4 +1,5 @@
-"""Shared test fixtures: the ../shared test media (skipped when absent) and small generated data."""
+"""Shared test fixtures: the ../shared test media (skipped when absent, failed under CI: tests/evidence.py)
+and small generated data."""
 from __future__ import annotations
 
 import os
@@ -7,16 +8,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .evidence import MARK as EVIDENCE_MARK, missing
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TESTDATA = Path(os.environ.get("FACEANIM_TESTDATA_DIR", REPO.parent / "shared" / "testdata"))
 
 
 @pytest.fixture(scope="session")
 def shared_testdata() -> Path:
-    """The folder of real test media; tests that need it are skipped where it is absent."""
+    """The folder of real test media; tests that need it are skipped where it is absent (failed under CI)."""
     if not SHARED_TESTDATA.is_dir():
-        pytest.skip(f"shared test media not found at {SHARED_TESTDATA}")
+        missing(f"shared test media not found at {SHARED_TESTDATA}")
     return SHARED_TESTDATA
+
+
+def pytest_runtest_setup(item):
+    """A case marked `missing_evidence(reason)` (tests.evidence.missing_param) is skipped, or failed under CI."""
+    marker = item.get_closest_marker(EVIDENCE_MARK)
+    if marker is not None:
+        missing(marker.args[0])
 
 
 @pytest.fixture(scope="session")

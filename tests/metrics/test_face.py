@@ -16,6 +16,8 @@ from faceanim.metrics.face import (AEDMetric, AKDMetric, CSIMMetric, PoseErrorMe
                                    keypoint_coordinate_difference, keypoint_distance, pairwise_similarity,
                                    pose_difference, pose_errors, relative_consistency)
 
+from ..evidence import missing
+
 # ---------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------
@@ -287,7 +289,7 @@ def test_no_face_frames_are_missing(astronaut, models):
 def test_different_people_are_less_similar(astronaut, models, shared_testdata):
     path = shared_testdata / "portrait_256.png"
     if not path.is_file():
-        pytest.skip(f"{path} not found")
+        missing(f"{path} not found")
     portrait = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     context = EvalContext(face_models=models)
     reference = view(astronaut, models)
@@ -306,7 +308,7 @@ def test_different_people_are_less_similar(astronaut, models, shared_testdata):
 def test_real_video_frames(models, shared_testdata):
     path = shared_testdata / "driving_256.mp4"
     if not path.is_file():
-        pytest.skip(f"{path} not found")
+        missing(f"{path} not found")
     from faceanim.media.video import VideoReader
 
     with VideoReader(path) as reader:
