@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import InputError, NotImplementedMethodError
+from ..errors import InputError
 from ..registry import get_method, list_methods, methods_for
+from .options import add_method_options, method_settings, specs_for
+
+
+TASK_INPUTS = {"reenact": ("source", "driving"), "talk": ("source", "audio"), "edit": ("video",)}
 
 
 def _method_task(task: str):
@@ -12,7 +16,7 @@ def _method_task(task: str):
         get_method(args.method).pipeline_class_for(task)  # says so (exit 2) if it does not do this yet
         from ..tasks import animate
 
-        settings = _method_settings(args)
+        settings = method_settings(args, args.method, f"--method {args.method}")
         inputs = [getattr(args, name) for name in TASK_INPUTS[task]]
         if settings.get("refine_video") is not None:
             if any(value is not None for value in inputs):
@@ -31,123 +35,6 @@ def _method_task(task: str):
     return run
 
 
-def _method_settings(args: argparse.Namespace) -> dict:
-    """The options given (not None), as settings of the method's pipeline and task; InputError for options
-    of another method."""
-    settings, foreign = {}, []
-    for dest, (flag, methods) in args.method_options.items():
-        value = getattr(args, dest, None)
-        if value is None:
-            continue
-        if args.method not in methods:
-            foreign.append(flag)
-        settings[dest] = value
-    if foreign:
-        raise InputError(None, f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to "
-                               f"--method {args.method}")
-    absolute, relative = settings.pop("absolute", False), settings.pop("relative_motion", False)
-    if absolute and relative:
-        raise InputError(None, "--absolute and --relative exclude each other")
-    if absolute or relative:
-        settings["relative"] = relative
-    return settings
-
-
-TASK_INPUTS = {"reenact": ("source", "driving"), "talk": ("source", "audio"), "edit": ("video",)}
-WARP = ("warp",)
-CROP_MODELS = ("dagan", "fomm", "facevid", "fadm")   # methods of face crops (faceanim.tasks.crop_reenact)
-
-
-class _Options:
-    """Adds options to a parser, recording which methods each applies to (read back by `_method_settings`)."""
-
-    def __init__(self, parser: argparse.ArgumentParser):
-        self.parser = parser
-        self.methods: dict[str, tuple[str, tuple[str, ...]]] = {}   # dest -> (flag, methods)
-        parser.set_defaults(method_options=self.methods)
-
-    def group(self, title: str, methods: tuple[str, ...]):
-        group = self.parser.add_argument_group(title)
-
-        def add(*flags: str, **kwargs) -> None:
-            action = group.add_argument(*flags, default=kwargs.pop("default", None), **kwargs)
-            self.methods[action.dest] = (flags[0], methods)
-        return add
-
-
-def _add_motion_options(options: _Options) -> None:
-    add = options.group("motion transfer (warp and the models of face crops; fadm: its coarse animator)",
-                        WARP + CROP_MODELS)
-    add("--detector", choices=["hog", "mmod"], help="face detector (default hog)")
-    add("--absolute", action="store_true",
-        help="take the driving face's shape and pose as they are (default for fadm and facevid)")
-    add("--relative", dest="relative_motion", action="store_true",
-        help="move the source by the driving face's change from the initial frame (default for warp, dagan, fomm)")
-    add("--adapt-scale", action=argparse.BooleanOptionalAction,
-        help="scale head motion by the ratio of face sizes (FOMM's adapt_movement_scale; default: on for "
-             "dagan and fomm, off otherwise)")
-
-
-def _add_warp_options(options: _Options, task: str) -> None:
-    add = options.group("warp engine (--method warp)", WARP)
-    add("--preset", dest="preset_name", choices=["default", "subtle", "expressive"])
-    if task == "talk":
-        add("--detector", choices=["hog", "mmod"], help="face detector (default hog)")
-    if task == "reenact":
-        add("--smoothing", type=float, help="driving landmark smoothing, sigma in frames (default 1)")
-        add("--motion-limit", type=float, help="soft limit on landmark motion in face widths (default 0.1; 0 = none)")
-    if task == "talk":
-        add("--fps", type=float, help="output frame rate (default 25)")
-        add("--still", action="store_true", help="no idle head motion (blinks stay)")
-        add("--head-amplitude", type=float, help="idle head motion amplitude, x (default 1)")
-        add("--head-speed", type=float, help="idle head motion speed, x (default 1)")
-        add("--blink-rate", type=float, help="blinks per minute (default 15; 0 = none)")
-        add("--max-opening", type=float, help="widest mouth opening (inner-lip gap / face width)")
-        add("--seed", type=int, help="seed of the idle motion (blinks, head)")
-
-
-def _add_crop_model_options(options: _Options) -> None:
-    add = options.group("models of face crops (--method dagan, fomm, facevid, fadm)", CROP_MODELS)
-    add("--no-crop", dest="crop", action="store_false",
-        help="the photo and the driving frames are face crops already (only resized, as the official demos do)")
-    add("--driving-crop", choices=["smooth", "fixed"],
-        help="smooth: the crop window follows the driving face (default); fixed: one window for the clip")
-    add("--find-best-frame", action="store_true",
-        help="measure motion from the driving frame whose face is most like the photo's")
-    add("--best-frame", type=int, metavar="N", help="measure motion from driving frame N")
-    add("--precision", choices=["exact", "fast"],
-        help="exact: float32 (default); fast: bfloat16 (CPU) / float16 (CUDA) where precision allows")
-    add("--batch-size", type=int, help="driving frames per forward pass (default 8; fadm 1)")
-    add("--device", help="torch device (default: cuda if available, else cpu)")
-    add = options.group("DaGAN weights (--method dagan, or fadm --coarse dagan; with X.pth.tar)", ("dagan", "fadm"))
-    add("--depth-encoder", help="the depth network's Monodepth2 encoder.pth (or set FACEANIM_DAGAN_DEPTH_ENCODER)")
-    add("--depth-decoder", help="the depth network's Monodepth2 depth.pth (or set FACEANIM_DAGAN_DEPTH_DECODER)")
-    add = options.group("official model settings (--method dagan, fomm, facevid; fadm: its coarse animator)",
-                        CROP_MODELS)
-    add("--config", help="official YAML (e.g. config/vox-adv-256.yaml; default: the released vox256 model)")
-    add = options.group("DaGAN settings", ("dagan", "fadm"))
-    add("--kp-num", type=int, help="keypoints, as the official --kp_num (default: read from the checkpoint)")
-    add("--generator", choices=["DepthAwareGenerator", "SPADEDepthAwareGenerator"],
-        help="generator class, as the official --generator (default: read from the checkpoint)")
-
-
-def _add_fadm_options(options: _Options) -> None:
-    add = options.group("FADM (--method fadm; --checkpoint: diffusion.pth or a converted folder)", ("fadm",))
-    add("--coarse", choices=["facevid", "fomm", "dagan", "warp"],
-        help="coarse animator whose frames are refined (default facevid, as the official demo)")
-    add("--coarse-checkpoint", help="its weights: Facevid.pth, FOMM.pth or a DaGAN checkpoint / converted folder "
-                                    "(or set FACEANIM_FADM_COARSE)")
-    add("--coarse-config", help="the coarse animator's official YAML, when not its released layout")
-    add("--deca", help="DECA's deca_model.tar (or set FACEANIM_DECA; not needed for a converted folder holding it)")
-    add("--steps", type=int, help="sampler steps (default: all 100, the official sampler; fewer = faster, respaced)")
-    add("--eta", type=float, help="DDIM eta (default 1, the official sampler)")
-    add("--seed", type=int, help="noise seed (default 0)")
-    add("--fresh-noise", dest="share_noise", action="store_false",
-        help="new noise for every frame (default: one noise for the whole video, the official choice)")
-    add("--refine-video", metavar="COARSE.mp4",
-        help="refine an existing animation instead (official 'direct' mode; no SOURCE/DRIVING)")
-
-
 def _add_method_arg(parser: argparse.ArgumentParser, task: str, default: str) -> None:
     names = [m.name for m in list_methods()]
     parser.add_argument("--method", default=default, choices=names,
@@ -156,21 +43,14 @@ def _add_method_arg(parser: argparse.ArgumentParser, task: str, default: str) ->
 
 
 def _add_method_task(sub, task: str, description: str, inputs: dict[str, str], default_method: str) -> None:
-    """reenact / talk / edit: input files, -o OUTPUT.mp4, and the method with its weights."""
+    """reenact / talk / edit: input files, -o OUTPUT.mp4, the method with its weights and its options."""
     p = sub.add_parser(task, help=description)
     for name, text in inputs.items():
-        # optional for reenact: `--method fadm --refine-video` has no source and driving
+        # optional for reenact: a refiner's `--refine-video` has no source and driving
         p.add_argument(name, help=text, **({"nargs": "?"} if task == "reenact" else {}))
     p.add_argument("-o", "--output", required=True, help="output .mp4")
     _add_method_arg(p, task, default_method)
-    options = _Options(p)
-    if task == "reenact":
-        _add_motion_options(options)
-    if task in ("reenact", "talk"):
-        _add_warp_options(options, task)
-    if task == "reenact":
-        _add_crop_model_options(options)
-        _add_fadm_options(options)
+    add_method_options(p, task)
     p.set_defaults(run=_method_task(task))
 
 
@@ -186,16 +66,8 @@ def add_talk(sub) -> None:
 
 
 def add_edit(sub) -> None:
-    _add_method_task(sub, "edit", "edit attributes of the face in a video", {"video": "input video"}, "dva")
-
-
-def _not_yet(what: str):
-    def run(args: argparse.Namespace) -> int:
-        raise NotImplementedMethodError(f"{what} is not implemented yet; see the README's status table")
-    return run
-
-
-TRAIN_WEIGHTS = ("depth_encoder", "depth_decoder", "vgg19", "init", "resnet", "coarse", "deca", "fomm_config")
+    _add_method_task(sub, "edit", "edit attributes of the face in a video", {"video": "input video"},
+                     (methods_for("edit") or ["none"])[0])
 
 
 def add_train(sub) -> None:
@@ -204,37 +76,25 @@ def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a method on a preprocessed dataset",
                        description=f"Train a method on a preprocessed dataset. On {launch}.")
     p.add_argument("method", choices=[m.name for m in list_methods()])
-    p.add_argument("--config", help="training config: a YAML file or a packaged one (dagan: vox256.yaml, "
-                                    "tiny.yaml, depth.yaml, depth_tiny.yaml; default vox256.yaml, or depth.yaml "
-                                    "with --stage depth; official DaGAN YAMLs are read too; fadm: vox256.yaml "
-                                    "(default), tiny.yaml)")
+    stages = {f"{m.name}: {', '.join(m.train.stages)}" for m in specs_for("train")}
+    defaults = "; ".join(f"{m.name}: {', '.join(f'{config} ({stage})' for stage, config in m.train.stages.items())}"
+                         for m in specs_for("train"))
+    p.add_argument("--config", help=f"training config: a YAML file or a packaged one (default per stage: {defaults}; "
+                                    "a method may also read its official YAMLs)")
+    p.add_argument("--stage", help=f"training stage (default: the method's first; {'; '.join(sorted(stages))})")
     p.add_argument("--data", help="dataset folder written by `faceanim preprocess` (or an official ROOT with train/)")
     p.add_argument("-o", "--output", help="run folder: checkpoints, TensorBoard logs, samples, exported model "
                                           "(default runs/METHOD)")
     p.add_argument("--resume", help="'latest' (or start fresh when there is none) or a checkpoint folder")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (default: the config's epochs)")
-    group = p.add_argument_group("DaGAN (faceanim train dagan)")
-    group.add_argument("--stage", choices=["dagan", "depth"], help="dagan (default) or the self-supervised "
-                                                                   "depth network")
-    group.add_argument("--depth-encoder", help="frozen depth network: Monodepth2 encoder.pth")
-    group.add_argument("--depth-decoder", help="frozen depth network: Monodepth2 depth.pth")
-    group.add_argument("--vgg19", help="torchvision-format VGG-19 weights for the perceptual loss "
-                                       "(or set FACEANIM_VGG19)")
-    group.add_argument("--init", help="start from a converted DaGAN folder or an official *.pth.tar "
-                                      "(fadm: a converted FADM folder or an official diffusion.pth)")
-    group.add_argument("--resnet", help="depth stage: torchvision-format ImageNet ResNet both encoders start from")
-    group = p.add_argument_group("FADM (faceanim train fadm; --init as above)")
-    group.add_argument("--coarse-checkpoint", dest="coarse", metavar="PATH",
-                       help="frozen coarse animator: FOMM.pth (or set FACEANIM_FADM_COARSE)")
-    group.add_argument("--fomm-config", help="official FOMM YAML of that checkpoint (default: the config's "
-                                             "coarse: settings, FOMM vox-256 in vox256.yaml)")
-    group.add_argument("--deca", help="frozen DECA: deca_model.tar (or set FACEANIM_DECA)")
+    add_method_options(p, "train")
 
     def run(args):
         from ..tasks.train import train_method
+        get_method(args.method).entry("train")   # says so (exit 2) when the method has no training
         return train_method(args.method, args.data, config=args.config, output=args.output, stage=args.stage,
                             resume=args.resume, max_steps=args.max_steps,
-                            weights={name: getattr(args, name) for name in TRAIN_WEIGHTS})
+                            weights=method_settings(args, args.method, f"training {args.method}"))
     p.set_defaults(run=run)
 
 
@@ -318,52 +178,18 @@ def _list_metrics() -> int:
 def add_convert(sub) -> None:
     p = sub.add_parser("convert", help="convert official checkpoints to a faceanim model folder")
     p.add_argument("method", choices=[m.name for m in list_methods()])
-    p.add_argument("inputs", nargs="+", help="official checkpoint file(s)")
+    p.add_argument("inputs", nargs="+", help="the official checkpoint file (its companions go to their flags)")
     p.add_argument("-o", "--output", required=True, help="output folder (config.json + model.safetensors)")
-    group = p.add_argument_group("DaGAN (faceanim convert dagan X.pth.tar --depth-encoder E --depth-decoder D)")
-    group.add_argument("--depth-encoder", help="the depth network's Monodepth2 encoder.pth "
-                                               "(or set FACEANIM_DAGAN_DEPTH_ENCODER)")
-    group.add_argument("--depth-decoder", help="the depth network's Monodepth2 depth.pth "
-                                               "(or set FACEANIM_DAGAN_DEPTH_DECODER)")
-    group.add_argument("--config", help="official YAML (e.g. config/vox-adv-256.yaml; default: the released model)")
-    group.add_argument("--kp-num", type=int, help="keypoints, as the official --kp_num (default: from the checkpoint)")
-    group.add_argument("--generator", choices=["DepthAwareGenerator", "SPADEDepthAwareGenerator"],
-                       help="generator class, as the official --generator (default: from the checkpoint)")
-    group.add_argument("--discriminator", action="store_true", help="keep the discriminator (for fine-tuning)")
-    group = p.add_argument_group("FADM (faceanim convert fadm diffusion.pth --deca deca_model.tar); "
-                                 "face-vid2vid (faceanim convert facevid Facevid.pth [--config YAML])")
-    group.add_argument("--deca", help="DECA's deca_model.tar, stored with the renderer (or set FACEANIM_DECA)")
+    add_method_options(p, "convert")
     p.set_defaults(run=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
-    if args.method not in ("dagan", "facevid", "fadm"):
-        raise NotImplementedMethodError(f"conversion of '{args.method}' checkpoints is not implemented yet; "
-                                        f"see the README's status table")
+    convert = get_method(args.method).entry("convert")   # says so (exit 2) when the method has none
     if len(args.inputs) != 1:
         raise InputError(None, f"convert {args.method} takes one official file (the others go to their flags), "
                                f"got {len(args.inputs)} files")
-    options = {"dagan": ("depth_encoder", "depth_decoder", "config", "kp_num", "generator", "discriminator"),
-               "facevid": ("config",), "fadm": ("deca",)}
-    foreign = sorted("--" + name.replace("_", "-") for name in ("depth_encoder", "depth_decoder", "config", "kp_num",
-                                                                "generator", "discriminator", "deca")
-                     if getattr(args, name) not in (None, False) and name not in options[args.method])
-    if foreign:
-        raise InputError(None, f"{', '.join(foreign)} do not apply to convert {args.method}")
-    if args.method == "dagan":
-        from ..methods.dagan.convert import convert_official
-
-        result = convert_official(args.inputs[0], args.output, depth_encoder=args.depth_encoder,
-                                  depth_decoder=args.depth_decoder, config=args.config, kp_num=args.kp_num,
-                                  generator=args.generator, discriminator=args.discriminator)
-    elif args.method == "facevid":
-        from ..methods.facevid.convert import convert_official
-
-        result = convert_official(args.inputs[0], args.output, config=args.config)
-    else:
-        from ..methods.fadm.convert import convert_official
-
-        result = convert_official(args.inputs[0], args.output, deca=args.deca)
+    result = convert(args.inputs[0], args.output, **method_settings(args, args.method, f"convert {args.method}"))
     for path, digest in result.inputs.values():
         print(f"sha256 {digest}  {path}")
     print(f"wrote {result.output} ({', '.join(result.components)})")

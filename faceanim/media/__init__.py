@@ -12,13 +12,13 @@ from .image import read_image, write_image
 from .outputs import check_output_path, rgb_array_problem
 from .limits import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_SIDE, MAX_VIDEO_PIXELS, MIN_SIDE, MIN_VIDEO_SIDE
 from .probe import MediaInfo, probe
-from .video import VideoReader, VideoWriter
+from .video import VideoReader, VideoWriter, video_rate_and_sound, write_video
 
 if TYPE_CHECKING:
     from .convert import from_tensor, to_tensor
 
 __all__ = [
-    "VideoReader", "VideoWriter", "Audio", "read_audio", "write_wav", "read_image", "write_image",
+    "VideoReader", "VideoWriter", "write_video", "video_rate_and_sound", "Audio", "read_audio", "write_wav", "read_image", "write_image",
     "probe", "MediaInfo", "to_tensor", "from_tensor", "check_output_path", "rgb_array_problem",
     "MAX_IMAGE_PIXELS", "MAX_VIDEO_PIXELS", "MAX_SIDE", "MIN_SIDE", "MIN_VIDEO_SIDE", "MAX_AUDIO_SECONDS",
 ]

@@ -13,7 +13,7 @@ import os
 import weakref
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import av
 import numpy as np
@@ -446,3 +446,21 @@ def _aac_ready(audio: "Audio") -> "Audio":
     if rates and audio.sample_rate not in rates:
         audio = audio.resample(48000)
     return Audio(np.ascontiguousarray(audio.samples), audio.sample_rate)
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, *, audio: "Audio | None" = None,
+                total: int | None = None, desc: str = "write", show_progress: bool | None = None) -> Path:
+    """Encode `frames` (uint8 (H, W, 3) RGB, streamed) to `path` with an optional soundtrack, showing a
+    progress bar of `total` frames; the file appears only once complete (see `VideoWriter`)."""
+    from ..progress import progress
+
+    with VideoWriter(path, fps, audio=audio) as writer:
+        for frame in progress(frames, total=total, desc=desc, enabled=show_progress):
+            writer.write(frame)
+    return Path(path)
+
+
+def video_rate_and_sound(path: str | os.PathLike) -> tuple[float, int, "Audio | None"]:
+    """A video's frame rate, frame count and soundtrack (None when it has none), read once up front."""
+    with VideoReader(path) as reader:
+        return reader.fps, reader.frame_count, reader.read_audio(sample_rate=None) if reader.has_audio else None

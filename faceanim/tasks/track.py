@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -15,8 +16,8 @@ import numpy as np
 from ..errors import InputError, NoFaceError
 from ..face import FaceEmbedder, FaceTracker, largest_face, paste_back
 from ..face.video import plan_crops, track_video
-from ..media import VideoReader, VideoWriter, check_output_path, probe, read_image, write_image
-from ..progress import progress
+from ..media import (VideoReader, VideoWriter, check_output_path, probe, read_image, video_rate_and_sound, write_image,
+                     write_video)
 
 def _tracker(args: argparse.Namespace) -> FaceTracker:
     if args.reference:
@@ -47,18 +48,18 @@ def track_file(args: argparse.Namespace) -> int:
         return _track_photo(source, output, args)
     track = track_video(source, tracker=_tracker(args))
     plan = track.crop_plan(args.crop, args.size)
+    rate, total, audio = video_rate_and_sound(source)
     with contextlib.ExitStack() as stack:
-        reader = stack.enter_context(VideoReader(source))
-        audio = reader.read_audio(sample_rate=None) if reader.has_audio else None
-        writer = stack.enter_context(VideoWriter(output, reader.fps, audio=audio))
-        crops_writer = stack.enter_context(VideoWriter(args.crops, reader.fps)) if args.crops else None
-        steps = zip(reader, plan.transforms, track.landmarks)
-        for index, (frame, transform, landmarks) in enumerate(progress(steps, total=len(plan.transforms),
-                                                                        desc="crop + paste-back")):
-            crop = _crop_for_display(plan.crop(frame, index), transform, landmarks, args.draw_landmarks)
-            if crops_writer:
-                crops_writer.write(crop)
-            writer.write(paste_back(frame, crop, transform))
+        crops_writer = stack.enter_context(VideoWriter(args.crops, rate)) if args.crops else None
+
+        def pasted() -> Iterator[np.ndarray]:
+            with VideoReader(source) as reader:
+                for index, (frame, transform, landmarks) in enumerate(zip(reader, plan.transforms, track.landmarks)):
+                    crop = _crop_for_display(plan.crop(frame, index), transform, landmarks, args.draw_landmarks)
+                    if crops_writer:
+                        crops_writer.write(crop)
+                    yield paste_back(frame, crop, transform)
+        write_video(output, pasted(), rate, audio=audio, total=total, desc="crop + paste-back")
     print(f"{source}: {len(track.found)} frames, face found in {int(track.found.sum())}"
           + (f" (missing {', '.join(track.missing_ranges())})" if not track.found.all() else "")
           + f" -> {output}" + (f", crops -> {args.crops}" if args.crops else ""))

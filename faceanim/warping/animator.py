@@ -1,16 +1,20 @@
-"""The coarse-animator interface: one source prepared once, then one output per driving frame.
+"""The animator interfaces: one source prepared once, then one output per driving frame.
 
-Every reenactment model offers it (the training-free `warp` engine now; FOMM, face-vid2vid and DaGAN
-later), and FADM's attribute-guided diffusion renderer refines whatever one of them produces. Images
-are uint8 (H, W, 3) RGB; each animator chooses its own source and driving representations (landmarks,
-keypoints with Jacobians, ...), which callers only pass back to it.
+`CoarseAnimator`: a model of whole images driven by a per-frame motion representation (the `warp`
+engine), which FADM's diffusion renderer can refine. `CropAnimator`: a model of face crops (DaGAN, FOMM,
+face-vid2vid, FADM); `MotionCropPipeline` builds both views for the keypoint models from two steps, and
+`CoarseCrops` lets a whole-image animator serve as a crop animator. Images are uint8 (H, W, 3) RGB;
+each animator chooses its own source and driving representations (landmarks, keypoints with Jacobians,
+head poses, ...), which callers only pass back to it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Iterable, Iterator, Protocol, TypeVar
+from typing import Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
+
+from ..nn.pipeline import CropPipeline
 
 SourceT = TypeVar("SourceT")
 DrivingT = TypeVar("DrivingT")
@@ -83,3 +87,49 @@ class CoarseCrops(Generic[SourceT, DrivingT]):
                 reference = driving if reference is None else reference
                 last = self.animator.animate(prepared, driving, reference, motion)
             yield crop if last is None else last
+
+
+class MotionCropPipeline(CropPipeline):
+    """A `CropPipeline` of a reenactment model driven by a per-frame motion representation (keypoints
+    with Jacobians, head poses): it is a `CropAnimator` and offers the `CoarseAnimator` view, both built
+    on two steps the method implements, each on a batch of frames:
+
+    - `motion_of(crops)`: the motion of a list of driving crops (indexable per frame);
+    - `render_motion(source, motion, initial, options)`: output crops for a batch of driving motion,
+      relative to the `initial` driving frame's motion.
+
+    relative / adapt_scale: the default motion transfer (FOMM's terms, `MotionOptions`)."""
+
+    def __init__(self, model, *, relative: bool = True, adapt_scale: bool = False, **runtime):
+        super().__init__(model, **runtime)
+        self.motion = MotionOptions(relative=relative, adapt_scale=adapt_scale)
+
+    def motion_of(self, crops: list[np.ndarray]):
+        raise NotImplementedError
+
+    def render_motion(self, source, motion, initial, options: MotionOptions) -> Sequence[np.ndarray]:
+        raise NotImplementedError
+
+    def needs_initial(self, options: MotionOptions) -> bool:
+        """Whether the initial driving frame's motion is used (absolute motion may not need it)."""
+        return True
+
+    def animate_crops(self, source, driving_crops: Iterable[np.ndarray], initial: np.ndarray,
+                      motion: MotionOptions | None = None) -> Iterator[np.ndarray]:
+        """One uint8 output crop per driving crop, in order, computed `batch_size` frames at a time;
+        `initial` is the driving crop that relative motion is measured from."""
+        motion = motion or self.motion
+        initial_motion = self.motion_of([initial]) if self.needs_initial(motion) else None
+        for batch in self.batches(driving_crops):
+            yield from self.render_motion(source, self.motion_of(batch), initial_motion, motion)
+
+    def driving_motion(self, frames: Iterable[np.ndarray]) -> Iterator:
+        """The motion of each driving crop, streamed (computed in batches)."""
+        for batch in self.batches(frames):
+            motion = self.motion_of(batch)
+            for index in range(len(batch)):
+                yield motion[index]
+
+    def animate(self, source, driving, initial, options: MotionOptions | None = None) -> np.ndarray:
+        """One output crop: the source moved like `driving` (relative to `initial`)."""
+        return self.render_motion(source, driving, initial, options or self.motion)[0]

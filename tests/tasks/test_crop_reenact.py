@@ -11,7 +11,7 @@ import pytest
 from faceanim.errors import InputError, NoFaceError
 from faceanim.face import largest_face
 from faceanim.media import VideoReader, VideoWriter, read_image, write_image
-from faceanim.tasks.crop_reenact import CropOptions, reenact_crops
+from faceanim.tasks.crops import CropOptions, reenact_crops
 from tests.conftest import write_face_clip
 
 

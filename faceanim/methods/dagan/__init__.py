@@ -1,6 +1,8 @@
-"""DaGAN (depth-aware talking-head reenactment): configuration, networks, weights and the inference pipeline."""
-from .config import DaGANModelConfig
-from .model import DaGANModel, SourceFeatures
-from .pipeline import DaGANPipeline, DaGANSource
+"""DaGAN (depth-aware talking-head reenactment): configuration, networks, weights and the inference pipeline.
+Names are imported on first use (`faceanim.lazy`), so the CLI can read `options` without torch."""
+from ...lazy import lazy_exports
 
 __all__ = ["DaGANModelConfig", "DaGANModel", "DaGANPipeline", "DaGANSource", "SourceFeatures"]
+__getattr__, __dir__ = lazy_exports(__name__, {"DaGANModelConfig": ".config", "DaGANModel": ".model",
+                                               "SourceFeatures": ".model", "DaGANPipeline": ".pipeline",
+                                               "DaGANSource": ".pipeline"})

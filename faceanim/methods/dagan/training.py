@@ -334,3 +334,20 @@ def train_dagan(config: DaGANTrainConfig, data: str | os.PathLike, output: str |
                                     len(dataset), config, record={"stage": "dagan"}, output=output,
                                     max_steps=max_steps, resume=resume)
     return result, export_on_main(trainer, lambda models: export_model(models, config, Path(output) / EXPORT_FOLDER))
+
+
+def train(stage: str, config: str | os.PathLike, data: str | os.PathLike, output: str | os.PathLike,
+          settings: dict, *, resume: str | None = None, max_steps: int | None = None):
+    """`faceanim train dagan` (the registry's entry): stage "dagan" (this module) or "depth" (the
+    self-supervised depth network, `depth_training`) from the config file `config`."""
+    from .config import DepthTrainConfig, load_train_config
+
+    loaded = load_train_config(config)
+    if (stage == "depth") != isinstance(loaded, DepthTrainConfig):
+        other = "depth" if isinstance(loaded, DepthTrainConfig) else "dagan"
+        raise InputError(config, f"is a {other}-stage config; pass --stage {other} or another --config")
+    if stage == "depth":
+        from .depth_training import train_depth as run
+    else:
+        run = train_dagan
+    return run(loaded, data, output, weights=WeightFiles(**settings), resume=resume, max_steps=max_steps)

@@ -1,8 +1,10 @@
-"""FADM (Zeng et al. 2023): a coarse animator's frame refined by an attribute-guided diffusion renderer."""
-from .conditioning import Condition, coarse_condition
-from .config import FADMModelConfig, UNetConfig
-from .deca import DECAEncoder
-from .model import FADMModel
-from .pipeline import FADMPipeline, FADMSource
+"""FADM (Zeng et al. 2023): a coarse animator's frame refined by an attribute-guided diffusion renderer.
+Names are imported on first use (`faceanim.lazy`), so the CLI can read `options` without torch."""
+from ...lazy import lazy_exports
 
-__all__ = ["Condition", "coarse_condition", "FADMModelConfig", "UNetConfig", "DECAEncoder", "FADMModel", "FADMPipeline", "FADMSource"]
+__all__ = ["Condition", "coarse_condition", "FADMModelConfig", "UNetConfig", "DECAEncoder", "FADMModel",
+           "FADMPipeline", "FADMSource"]
+__getattr__, __dir__ = lazy_exports(__name__, {"Condition": ".conditioning", "coarse_condition": ".conditioning",
+                                               "FADMModelConfig": ".config", "UNetConfig": ".config",
+                                               "DECAEncoder": ".deca", "FADMModel": ".model",
+                                               "FADMPipeline": ".pipeline", "FADMSource": ".pipeline"})

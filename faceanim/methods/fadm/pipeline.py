@@ -15,7 +15,6 @@ Sampling: steps None is the official sampler (DDIM, η = 1, all T steps); fewer 
 """
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,7 @@ import torch
 
 from ...diffusion import GeneratorNoise, NoiseSource, SeededNoise
 from ...errors import InputError
-from ...nn.device import resolve_device
-from ...media.convert import crops_to_tensor, from_tensor
+from ...nn.pipeline import CropPipeline
 from ...warping.animator import CropAnimator, MotionOptions
 from .conditioning import coarse_condition
 from .deca import DECAEncoder, attribute
@@ -47,7 +45,7 @@ class FADMSource:
     codes: dict[str, torch.Tensor]
 
 
-class FADMPipeline:
+class FADMPipeline(CropPipeline):
     """FADM refinement of `crop_size` face crops (256 for the released model).
 
     coarse: the animator producing coarse crops (None: refinement only); steps: sampler steps (None: all
@@ -56,6 +54,7 @@ class FADMPipeline:
     (progress display)."""
 
     name = "fadm"
+    model_name = "FADM"
 
     def __init__(self, model: FADMModel, deca: DECAEncoder, coarse: CropAnimator | None = None, *,
                  device: str | torch.device | None = None, steps: int | None = None, eta: float = 1.0,
@@ -63,13 +62,10 @@ class FADMPipeline:
                  step_callback: Callable | None = None):
         if steps is not None and not 2 <= int(steps):
             raise InputError(None, f"--steps must be >= 2, got {steps}")
-        if int(batch_size) < 1:
-            raise InputError(None, f"batch size must be >= 1, got {batch_size}")
         if not 0.0 <= float(eta) <= 1.0:
             raise InputError(None, f"eta must be in [0, 1], got {eta}")
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.deca = deca.to(self.device).eval()
+        super().__init__(model, device=device, batch_size=batch_size)
+        self.deca = self.place(deca)
         self.coarse = None
         if coarse is not None:
             self.attach_coarse(coarse)
@@ -77,7 +73,6 @@ class FADMPipeline:
         self.eta = float(eta)
         self.seed = int(seed)
         self.share_noise = bool(share_noise)
-        self.batch_size = int(batch_size)
         self.step_callback = step_callback
 
     @property
@@ -110,7 +105,7 @@ class FADMPipeline:
     # -- once per video ------------------------------------------------------------------------------
     @torch.inference_mode()
     def prepare_source(self, crop: np.ndarray) -> FADMSource:
-        image = self._tensor([crop])
+        image = self.to_tensor([crop])
         coarse = self.coarse.prepare_source(crop) if self.coarse is not None else None
         return FADMSource(coarse, image, self.deca.encode(image))
 
@@ -136,16 +131,15 @@ class FADMPipeline:
                      ) -> Iterator[np.ndarray]:
         """Refined crops of coarse crops; the attribute is measured against `source` (default: the first
         coarse crop, the official 'direct' mode)."""
-        iterator = iter(coarse_crops)
         x_T, noise = self.noise()
-        while batch := list(itertools.islice(iterator, self.batch_size)):
+        for batch in self.batches(coarse_crops):
             if source is None:
                 source = FADMSource(None, *self._reference(batch[0]))
             yield from self._refine(source, batch, x_T, noise)
 
     @torch.inference_mode()
     def _reference(self, crop: np.ndarray) -> tuple[torch.Tensor, dict]:
-        image = self._tensor([crop])
+        image = self.to_tensor([crop])
         return image, self.deca.encode(image)
 
     @torch.inference_mode()
@@ -159,8 +153,4 @@ class FADMPipeline:
         return out.sample.clamp(0, 1)
 
     def _refine(self, source: FADMSource, batch: list[np.ndarray], x_T, noise) -> list[np.ndarray]:
-        refined = self.refine(source, self._tensor(batch), x_T, noise)
-        return list(from_tensor(refined))
-
-    def _tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
-        return crops_to_tensor(crops, self.crop_size, (0.0, 1.0), self.device, model="FADM")
+        return self.to_crops(self.refine(source, self.to_tensor(batch), x_T, noise))

@@ -1,0 +1,205 @@
+"""The crop routes: how every task runs a model of face crops (`registry` kind "crops" or "refiner").
+
+- reenact: crop the photo's face; track the driving video and crop its face frame by frame; the model
+  animates the crops (`animate_crops`); each result is pasted back into the full photo.
+- talk: crop the photo's face; the model makes one crop per video frame from the speech (`talk_crops`);
+  each is pasted back into the full photo; the speech is the soundtrack.
+- edit (and FADM's refinement of an existing video): track the video's face; its crops go through the
+  model (`edit_crops` / `refine_crops`, crops in, crops out, in order); each result is pasted back into
+  its own frame; the video's sound is kept.
+
+Tracking is a first pass that keeps only landmarks; the second pass streams the video again, so no
+video is ever held in memory. With `crop=False` the inputs are taken as ready-made crops and only
+resized, as the official demos do. The crop style (FOMM/VoxCeleb square or FFHQ alignment) is the
+model's `crop_style` (default "fomm").
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..face import FaceTracker, fomm_box, fomm_crop, largest_face, paste_back, prepare_paste_back
+from ..face.crop import FOMM_INCREASE
+from ..face.video import FaceTrack, crop_video_frames, plan_crops, track_video
+from ..media import VideoReader, read_audio, read_image, video_rate_and_sound, write_video
+from ..media.image import resize_square
+from ..warping.animator import MotionOptions
+from ..warping.motion import find_best_frame
+
+
+@dataclass(frozen=True)
+class CropOptions:
+    """How faces are cut out and which driving frame is the initial one.
+
+    crop: find and crop the faces (False: the photo and the driving frames are already face crops).
+    increase: margin of the square crop around the face box (FOMM/VoxCeleb style).
+    driving_crop: "smooth" (the window follows the driving face) or "fixed" (one window for the clip).
+    find_best_frame: start from the driving frame whose face is closest to the photo's (normalised
+      landmarks), as the official `--find_best_frame`; best_frame: that frame's index, given.
+    detector: "hog" or "mmod"."""
+
+    crop: bool = True
+    increase: float = FOMM_INCREASE
+    driving_crop: str = "smooth"
+    find_best_frame: bool = False
+    best_frame: int | None = None
+    detector: str = "hog"
+
+    def __post_init__(self):
+        if self.driving_crop not in ("smooth", "fixed"):
+            raise InputError(None, f"driving crop must be 'smooth' or 'fixed', got {self.driving_crop!r}")
+        if self.best_frame is not None and self.best_frame < 0:
+            raise InputError(None, f"best frame must be >= 0, got {self.best_frame}")
+
+
+def deliver(frames: Iterator[np.ndarray], output: str | os.PathLike | None, fps: float, *, audio=None,
+            total: int | None = None, desc: str, show_progress: bool | None = None) -> Path | Iterator[np.ndarray]:
+    """Write `frames` to `output` (returned), or return them as they are when `output` is None."""
+    if output is None:
+        return frames
+    return write_video(output, frames, fps, audio=audio, total=total, desc=desc, show_progress=show_progress)
+
+
+@dataclass
+class _Source:
+    image: np.ndarray
+    crop: np.ndarray
+    landmarks: np.ndarray | None
+    paste: object | None  # PastePlan, or None when the photo is a crop (resized back instead)
+
+    def placed(self, crop: np.ndarray) -> np.ndarray:
+        """An output crop in the full photo: pasted back, or resized to it when the photo is a crop."""
+        if self.paste is None:
+            height, width = self.image.shape[:2]
+            return cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
+        return self.paste.paste(self.image, crop)
+
+
+def _crop_style(pipeline) -> str:
+    return getattr(pipeline, "crop_style", "fomm")
+
+
+def _prepare_photo(path, pipeline, options: CropOptions) -> _Source:
+    image, size, style = read_image(path), int(pipeline.crop_size), _crop_style(pipeline)
+    if not options.crop:
+        return _Source(image, resize_square(image, size), None, None)
+    _, landmarks = largest_face(image, options.detector, path=path)
+    if style == "fomm":
+        crop, transform = fomm_crop(image, fomm_box(landmarks, image.shape[:2], options.increase), size)
+    else:
+        plan = plan_crops(landmarks[None], image.shape[:2], style, size, smoothing=0)
+        crop, transform = plan.crop(image, 0), plan.transforms[0]
+    return _Source(image, crop, landmarks, prepare_paste_back(transform))
+
+
+def _track(video, options: CropOptions) -> FaceTrack:
+    return track_video(video, tracker=FaceTracker(options.detector))
+
+
+def _video_crops(frames: Iterable[np.ndarray], track: FaceTrack | None, pipeline,
+                 options: CropOptions) -> Iterator[np.ndarray]:
+    size = int(pipeline.crop_size)
+    if track is None:
+        return (resize_square(frame, size) for frame in frames)
+    return crop_video_frames(frames, _plan(track, pipeline, options))
+
+
+def _plan(track: FaceTrack, pipeline, options: CropOptions):
+    style = _crop_style(pipeline)
+    motion = options.driving_crop if style == "fomm" else "smooth"
+    return track.crop_plan(style, int(pipeline.crop_size), motion=motion, increase=options.increase)
+
+
+# -- reenact ----------------------------------------------------------------------------------------------
+def _initial_index(source: _Source, track: FaceTrack | None, options: CropOptions, driving) -> int:
+    if options.best_frame is not None:
+        if track is not None and options.best_frame >= len(track.found):
+            raise InputError(driving, f"best frame {options.best_frame} is past the video's "
+                                      f"{len(track.found)} frames")
+        return options.best_frame
+    if not options.find_best_frame:
+        return 0
+    landmarks = source.landmarks if source.landmarks is not None else largest_face(source.image, options.detector)[1]
+    return find_best_frame(landmarks, [lm if ok else None for lm, ok in zip(track.landmarks, track.found)])
+
+
+def _crop_at(driving, index: int, track: FaceTrack | None, pipeline, options: CropOptions) -> np.ndarray:
+    """The driving crop of frame `index` (decoded from the start: a short extra pass)."""
+    with VideoReader(driving) as reader:
+        crop = next(itertools.islice(_video_crops(reader, track, pipeline, options), index, None), None)
+    if crop is None:
+        raise InputError(driving, f"has no frame {index}")
+    return crop
+
+
+def reenact_crops(pipeline, source: str | os.PathLike, driving: str | os.PathLike,
+                  output: str | os.PathLike | None, *, options: CropOptions = CropOptions(),
+                  motion: MotionOptions | None = None, show_progress: bool | None = None):
+    """Animate the photo with the driving video through `pipeline` (a `CropAnimator`: `crop_size`,
+    `prepare_source(crop)`, `animate_crops(prepared, crops, initial_crop, motion)`); write `output`
+    (returned) or, when it is None, return an iterator over full-size output frames."""
+    photo = _prepare_photo(source, pipeline, options)
+    rate, total, audio = video_rate_and_sound(driving)  # a broken driving video fails here, before model work
+    track = _track(driving, options) if options.crop or options.find_best_frame else None
+    crop_track = track if options.crop else None
+    initial = _crop_at(driving, _initial_index(photo, track, options, driving), crop_track, pipeline, options)
+    prepared = pipeline.prepare_source(photo.crop)
+
+    def frames() -> Iterator[np.ndarray]:
+        with VideoReader(driving) as reader:
+            crops = _video_crops(reader, crop_track, pipeline, options)
+            for crop in pipeline.animate_crops(prepared, crops, initial, motion):
+                yield photo.placed(crop)
+    return deliver(frames(), output, rate, audio=audio, total=total, desc="reenact", show_progress=show_progress)
+
+
+# -- talk -------------------------------------------------------------------------------------------------
+def talk_crops(pipeline, source: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike | None, *,
+               options: CropOptions = CropOptions(), show_progress: bool | None = None):
+    """Make the photo speak `audio` through `pipeline` (a `CropTalker`: `crop_size`, `fps`,
+    `prepare_source(crop)`, `talk_crops(prepared, speech)`); each crop is pasted back into the photo."""
+    from ..audio import frame_count
+
+    speech = read_audio(audio, sample_rate=None)
+    photo = _prepare_photo(source, pipeline, options)
+    prepared = pipeline.prepare_source(photo.crop)
+    frames = (photo.placed(crop) for crop in pipeline.talk_crops(prepared, speech))
+    return deliver(frames, output, pipeline.fps, audio=speech, total=frame_count(speech.duration, pipeline.fps),
+                   desc="talk", show_progress=show_progress)
+
+
+# -- edit, refine -----------------------------------------------------------------------------------------
+def process_video_crops(process: Callable[[Iterator[np.ndarray]], Iterable[np.ndarray]], pipeline,
+                        video: str | os.PathLike, output: str | os.PathLike | None, *,
+                        options: CropOptions = CropOptions(), desc: str = "edit", show_progress: bool | None = None):
+    """Run the face crop of every frame of `video` through `process` (crops in, crops out, in order; the
+    model may hold a batch) and paste each result back into its own frame; write `output` (returned) or
+    return an iterator over the frames. Only the frames whose crops the model holds are kept in memory."""
+    rate, total, audio = video_rate_and_sound(video)
+    plan = _plan(_track(video, options), pipeline, options) if options.crop else None
+    size = int(pipeline.crop_size)
+
+    def frames() -> Iterator[np.ndarray]:
+        waiting: collections.deque = collections.deque()   # the frames whose crops the model holds
+
+        def crops(reader) -> Iterator[np.ndarray]:
+            for index, frame in enumerate(reader):
+                waiting.append((index, frame))
+                yield resize_square(frame, size) if plan is None else plan.crop(frame, index)
+
+        with VideoReader(video) as reader:
+            for crop in process(crops(reader)):
+                index, frame = waiting.popleft()
+                if plan is None:
+                    yield cv2.resize(crop, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_CUBIC)
+                else:
+                    yield paste_back(frame, crop, plan.transforms[index])
+    return deliver(frames(), output, rate, audio=audio, total=total, desc=desc, show_progress=show_progress)
