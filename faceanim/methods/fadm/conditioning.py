@@ -7,7 +7,9 @@
 - `attribute`: exp ⊕ pose of the source minus the driving frame (DECA).
 
 A `Condition` caches the step-independent part of the condition network (`prepared`), so a 100-step
-sampler computes it once per frame instead of once per step.
+sampler computes it once per frame instead of once per step. The cache belongs to the tensors it was
+computed from: assigning a field, or deriving a condition with `dataclasses.replace` (e.g. exchanging
+the two colour references), starts without it. (Tensors changed in place are not noticed.)
 """
 from __future__ import annotations
 
@@ -28,7 +30,13 @@ class Condition:
     generated: torch.Tensor
     driving: torch.Tensor
     attribute: torch.Tensor
-    _cache: tuple[int, PreparedCondition] | None = field(default=None, repr=False)
+    # init=False: `dataclasses.replace` must not carry the prepared features of the old tensors over
+    _cache: tuple[int, PreparedCondition] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name != "_cache":                  # a new input invalidates what was prepared from the old ones
+            object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, name, value)
 
     def prepared(self, network: ConditionNetwork) -> PreparedCondition:
         """The frame work of `network` on this condition; cached when gradients are off (inference)."""

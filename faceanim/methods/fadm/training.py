@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ...checkpoints import CONFIG_NAME, load_checkpoint, load_into, state_dict_from
-from ...diffusion import SeededNoise
+from ...diffusion import SeededNoise, epsilon_loss, sample_timesteps
 from ...errors import InputError
 from ...registry import get_method
 from ...train import (FitResult, PairOptions, Phase, TrainingMethod, export_on_main, fit_in_epochs,
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_FOLDER = "model"
 SAMPLE_ROWS = 4
+STEP_TENSORS = ("t", "noise", "x_t", "eps")     # what a renderer step leaves in the phase context
 
 
 class TrainableRenderer(FADMModel):
@@ -52,8 +53,32 @@ class TrainableRenderer(FADMModel):
     under a condition (a forward the trainer can wrap in DistributedDataParallel). Its state dict is
     `FADMModel`'s."""
 
-    def forward(self, x0: torch.Tensor, condition: Condition) -> dict[str, torch.Tensor]:
-        return self.diffusion.losses(x0, condition)
+    def forward(self, x0: torch.Tensor, condition: Condition, *, t: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return renderer_step(self, x0, condition, t=t, noise=noise, generator=generator)
+
+
+def renderer_step(renderer: FADMModel, x0: torch.Tensor, condition: Condition, *, t: torch.Tensor | None = None,
+                  noise: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One training step of the renderer on real frames `x0`, the official `GaussianDiffusion.p_losses`:
+    t ~ U{0, .., T−1} and then ε ~ N(0, I) (in that order, from `generator` or the global RNG, as the
+    official `torch.randint` then `torch.randn_like`) unless given; x_t = q_sample(x0, t, ε);
+    (ε̂, colour loss) = denoise_fn(x_t, t, condition).
+
+    Returns the losses `norm` (|ε − ε̂| summed over batch, channels and pixels) and `color` (the
+    condition network's mean |pre_conv_color(generated) − pre_conv_color(driving)|), and the step's
+    `t`, `noise`, `x_t` and `eps` (ε̂)."""
+    diffusion = renderer.diffusion
+    if t is None:
+        t = sample_timesteps(x0.shape[0], diffusion.num_timesteps, device=x0.device, generator=generator)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    x_t = diffusion.schedule().q_sample(x0, t, noise)
+    eps, color = diffusion.denoise_fn(x_t, t, condition)
+    return {"norm": epsilon_loss(eps, noise, kind=diffusion.loss_type, reduction="sum"), "color": color,
+            "t": t, "noise": noise, "x_t": x_t, "eps": eps}
 
 
 @dataclass(frozen=True)
@@ -102,10 +127,14 @@ class FADMTraining(TrainingMethod):
         return coarse, coarse_condition(coarse, difference, driving=driving if colour_from_driving else None)
 
     def renderer_loss(self, models: Mapping[str, nn.Module], batch: dict, context: dict) -> dict[str, torch.Tensor]:
+        """The weighted `norm` and `color` losses of one step; leaves what the step ran on in
+        `context["renderer_step"]` (coarse frames, condition, and the step's t, noise, x_t, eps, detached)."""
         source, driving = batch["source"], batch["driving"]
-        _, condition = self.condition(models, source, driving,
-                                      colour_from_driving=self.config.colour_reference == "driving")
+        coarse, condition = self.condition(models, source, driving,
+                                           colour_from_driving=self.config.colour_reference == "driving")
         terms = models["renderer"](driving, condition)
+        context["renderer_step"] = {"coarse": coarse, "condition": condition,
+                                    **{name: terms[name].detach() for name in STEP_TENSORS}}
         weights = self.config.loss_weights
         losses = {"norm": weights.norm * terms["norm"]}
         if weights.color:
@@ -201,3 +230,14 @@ def train_fadm(config: FADMTrainConfig, data: str | os.PathLike, output: str | o
     trainer, result = fit_in_epochs(lambda _: FADMTraining(config, files), dataset, len(dataset), config,
                                     record={"method": "fadm"}, output=output, max_steps=max_steps, resume=resume)
     return result, export_on_main(trainer, lambda models: export_model(models, config, Path(output) / EXPORT_FOLDER))
+
+
+def train(stage: str, config: str | os.PathLike, data: str | os.PathLike, output: str | os.PathLike,
+          settings: dict, *, resume: str | None = None, max_steps: int | None = None):
+    """`faceanim train fadm` (the registry's entry): the renderer, from the config file `config`."""
+    from .train_config import load_train_config
+
+    settings = dict(settings)
+    fomm_config = settings.pop("fomm_config", None)
+    return train_fadm(load_train_config(config), data, output, weights=WeightFiles(**settings),
+                      fomm_config=fomm_config, resume=resume, max_steps=max_steps)
