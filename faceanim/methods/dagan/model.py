@@ -23,7 +23,7 @@ from ...warping.discriminator import MultiScaleDiscriminator
 from ...warping.generator import (apply_dense_motion, make_bottleneck, make_down_blocks, make_up_blocks,
                                   match_batch, resize_like, run_chain)
 from ...warping.keypoints import KPDetector, Keypoints
-from .config import DaGANModelConfig
+from .config import DaGANConfig
 from .depth import DepthDecoder, DepthEncoder
 
 
@@ -226,7 +226,7 @@ class DaGANModel(nn.Module):
     Images are (B, 3, H, W) float in [0, 1]. The depth network is frozen (the official trains it
     separately), so it stays in eval mode and has requires_grad False."""
 
-    def __init__(self, config: DaGANModelConfig, discriminator: bool = False):
+    def __init__(self, config: DaGANConfig, discriminator: bool = False):
         super().__init__()
         self.config = config
         gen, kp = config.generator, config.kp_detector

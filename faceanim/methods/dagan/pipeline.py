@@ -27,7 +27,7 @@ import torch
 from ...warping.animator import MotionCropPipeline, MotionOptions
 from ...warping.keypoints import Keypoints
 from ...warping.motion import normalize_keypoints
-from .config import DaGANModelConfig
+from .config import DaGANConfig
 from .model import DaGANModel, SourceFeatures
 from .weights import load_model, save_converted
 
@@ -63,7 +63,7 @@ class DaGANPipeline(MotionCropPipeline):
                          adapt_scale=adapt_scale)
 
     @property
-    def config(self) -> DaGANModelConfig:
+    def config(self) -> DaGANConfig:
         return self.model.config
 
     @classmethod

@@ -21,7 +21,7 @@ from ...checkpoints import (load_checkpoint, load_into, load_model_folder, LoadR
 from ...errors import CheckpointError, InputError
 from ...fileio import read_official_model_params
 from ...registry import get_method
-from .config import DaGANModelConfig, vox256
+from .config import DaGANConfig, vox256
 from .model import DaGANModel
 
 PathLike = str | os.PathLike
@@ -58,19 +58,19 @@ def _load_depth(model: DaGANModel, name: str, contents: Any, path: PathLike, str
 
 
 def read_official_config(path: PathLike, *, kp_num: int | None = None,
-                         generator: str = "DepthAwareGenerator") -> DaGANModelConfig:
+                         generator: str = "DepthAwareGenerator") -> DaGANConfig:
     """The model of an official YAML (e.g. config/vox-adv-256.yaml) as the official demo builds it:
     `--kp_num`, `--generator`, and an RGB-D keypoint detector (the demo's num_channels 4)."""
     model_params, frame_size = read_official_model_params(path, "DaGAN")
     try:
-        return DaGANModelConfig.from_official(model_params, generator=generator, kp_input="rgbd",
+        return DaGANConfig.from_official(model_params, generator=generator, kp_input="rgbd",
                                               num_kp=kp_num, image_size=frame_size)
     except InputError as err:
         raise InputError(path, err.problem) from None
 
 
 def official_model(checkpoint: PathLike, depth_encoder: PathLike, depth_decoder: PathLike, *,
-                   config: PathLike | DaGANModelConfig | None = None, kp_num: int | None = None,
+                   config: PathLike | DaGANConfig | None = None, kp_num: int | None = None,
                    generator: str | None = None, discriminator: bool = False) -> DaGANModel:
     """A DaGANModel with the official files loaded strictly (CheckpointError names a file that does not fit).
 
@@ -83,7 +83,7 @@ def official_model(checkpoint: PathLike, depth_encoder: PathLike, depth_decoder:
     found = _layout_of(contents, encoder_contents, checkpoint)
     kp_num = kp_num if kp_num is not None else found["num_kp"]
     generator = generator or found["generator"]
-    if isinstance(config, DaGANModelConfig):
+    if isinstance(config, DaGANConfig):
         model_config = config
     elif config is not None:
         model_config = read_official_config(config, kp_num=kp_num, generator=generator)
@@ -124,7 +124,7 @@ def save_converted(model: DaGANModel, folder: PathLike, *, metadata: Mapping[str
 
 def load_converted(folder: PathLike, *, discriminator: bool = False) -> DaGANModel:
     """A DaGANModel from a converted folder; the discriminator only when asked for (and present)."""
-    model_config, state = load_model_folder(folder, METHOD, "DaGAN", DaGANModelConfig.from_dict)
+    model_config, state = load_model_folder(folder, METHOD, "DaGAN", DaGANConfig.from_dict)
     if not discriminator:
         state = {k: v for k, v in state.items() if not k.startswith("discriminator.")}
     model = DaGANModel(model_config, discriminator=discriminator)

@@ -16,7 +16,7 @@ from torch import nn
 from ...diffusion import NoiseSchedule, NoiseSource, SamplerOutput, ddim_sample, epsilon_loss, sample_timesteps
 from ...diffusion.samplers import StepCallback
 from .conditioning import Condition
-from .config import FADMModelConfig
+from .config import FADMConfig
 from .unet import UNet
 
 KEEP_EVERY_DIVISOR = 10     # the official sampler keeps x_T and every (1 | T//10)-th state
@@ -61,7 +61,7 @@ class GaussianDiffusion(nn.Module):
 class FADMModel(nn.Module):
     """Official `DiffusionGenerator`: `diffusion` holds the denoiser and the schedule."""
 
-    def __init__(self, config: FADMModelConfig = FADMModelConfig()):
+    def __init__(self, config: FADMConfig = FADMConfig()):
         super().__init__()
         self.config = config
         self.diffusion = GaussianDiffusion(UNet(config.unet), config.timesteps, config.beta_schedule,

@@ -38,7 +38,7 @@ from ...warping.fomm import FOMMModel, load_fomm
 from .conditioning import Condition, coarse_condition
 from .deca import DECAEncoder, attribute
 from .model import FADMModel
-from .train_config import FADMTrainConfig, WeightFiles, read_fomm_config
+from .config import FADMTrainConfig, WeightFiles, read_fomm_config
 from .weights import load_converted, load_official_deca, save_converted
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def train_fadm(config: FADMTrainConfig, data: str | os.PathLike, output: str | o
 def train(stage: str, config: str | os.PathLike, data: str | os.PathLike, output: str | os.PathLike,
           settings: dict, *, resume: str | None = None, max_steps: int | None = None):
     """`faceanim train fadm` (the registry's entry): the renderer, from the config file `config`."""
-    from .train_config import load_train_config
+    from .config import load_train_config
 
     settings = dict(settings)
     fomm_config = settings.pop("fomm_config", None)

@@ -19,7 +19,7 @@ import torch
 from ...checkpoints import load_checkpoint, load_into, load_model_folder, save_model_folder, state_dict_from
 from ...errors import CheckpointError, InputError
 from ...registry import get_method
-from .config import FADMModelConfig, UNetConfig
+from .config import FADMConfig, UNetConfig
 from .deca import DECAEncoder
 from .model import FADMModel
 
@@ -37,7 +37,7 @@ def resolve_weight(name: str, given: PathLike | None) -> str:
 
 
 def config_from_state(state: Mapping[str, torch.Tensor], *, path: PathLike = "checkpoint",
-                      image_size: int = OFFICIAL_IMAGE_SIZE) -> FADMModelConfig:
+                      image_size: int = OFFICIAL_IMAGE_SIZE) -> FADMConfig:
     """The UNet layout a `DiffusionGenerator` state dict was built with (inner width, multipliers,
     blocks per level, attention levels, T); `image_size` is not in the weights (official: 256)."""
     prefix = "diffusion.denoise_fn.downs."
@@ -62,10 +62,10 @@ def config_from_state(state: Mapping[str, torch.Tensor], *, path: PathLike = "ch
     unet = UNetConfig(inner_channel=inner, channel_mults=tuple(level[0] // inner for level in levels),
                       attn_res=tuple(sorted(image_size >> level for level in attention)), res_blocks=blocks.pop(),
                       image_size=image_size)
-    return FADMModelConfig(unet=unet, timesteps=timesteps)
+    return FADMConfig(unet=unet, timesteps=timesteps)
 
 
-def load_official_renderer(path: PathLike, config: FADMModelConfig | None = None, *,
+def load_official_renderer(path: PathLike, config: FADMConfig | None = None, *,
                            image_size: int = OFFICIAL_IMAGE_SIZE) -> FADMModel:
     """FADMModel from an official `diffusion.pth` (strict; the config is read from the tensors unless given;
     `image_size`, which the tensors do not fix, is the frame size it was trained at)."""
@@ -93,7 +93,7 @@ def save_converted(model: FADMModel, folder: PathLike, deca: DECAEncoder | None 
 
 
 def load_converted(folder: PathLike) -> tuple[FADMModel, DECAEncoder | None]:
-    model_config, state = load_model_folder(folder, METHOD, "FADM", FADMModelConfig.from_dict)
+    model_config, state = load_model_folder(folder, METHOD, "FADM", FADMConfig.from_dict)
     model = FADMModel(model_config)
     deca_state = {k[len(DECA_PREFIX):]: v for k, v in state.items() if k.startswith(DECA_PREFIX)}
     load_into(model, {k: v for k, v in state.items() if not k.startswith(DECA_PREFIX)}, strict=True, source=folder)
@@ -106,7 +106,7 @@ def load_converted(folder: PathLike) -> tuple[FADMModel, DECAEncoder | None]:
 
 
 def load_models(diffusion: PathLike | None = None, *, deca: PathLike | None = None,
-                config: FADMModelConfig | None = None,
+                config: FADMConfig | None = None,
                 image_size: int | None = None) -> tuple[FADMModel, DECAEncoder]:
     """The renderer and DECA's encoder for inference: `diffusion` is a converted folder (which may hold
     DECA too) or an official `diffusion.pth`; `deca` a `deca_model.tar` (needed unless the folder has it).

@@ -5,20 +5,20 @@ from __future__ import annotations
 import re
 
 from faceanim.checkpoints import load_into
-from faceanim.methods.dagan import DaGANModel, DaGANModelConfig
+from faceanim.methods.dagan import DaGANModel, DaGANConfig
 
 from ...parity import fixture, fixture_dir
 
 SYSTEM = "dagan"
 
 
-def config_from_meta(meta: dict) -> DaGANModelConfig:
+def config_from_meta(meta: dict) -> DaGANConfig:
     """The fixture json's official `config` plus its free-text component descriptions."""
     kp_text = meta["kp_detector_input"].lower()
     kp_input = "rgbd" if "rgb" in kp_text and "depth" in kp_text else ("depth" if "depth" in kp_text else "rgb")
     layers = int(re.search(r"num_layers=(\d+)", meta["depth_encoder"]).group(1))
     image_size = meta["io_shapes"]["source"][-1]
-    return DaGANModelConfig.from_official(meta["config"], generator=meta["generator_class"], kp_input=kp_input,
+    return DaGANConfig.from_official(meta["config"], generator=meta["generator_class"], kp_input=kp_input,
                                           depth_layers=layers, image_size=image_size)
 
 

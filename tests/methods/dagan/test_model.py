@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from faceanim.errors import InputError
-from faceanim.methods.dagan import DaGANModel, DaGANModelConfig
+from faceanim.methods.dagan import DaGANModel, DaGANConfig
 from faceanim.methods.dagan.config import GeneratorConfig, KeypointDetectorConfig, tiny, vox256
 from faceanim.warping.motion import normalize_keypoints
 
@@ -26,15 +26,15 @@ VOX_ADV_256 = {
 
 
 def test_vox256_is_the_official_config_with_the_release_flags():
-    assert DaGANModelConfig.from_official(VOX_ADV_256, num_kp=15, kp_input="rgbd") == vox256()
+    assert DaGANConfig.from_official(VOX_ADV_256, num_kp=15, kp_input="rgbd") == vox256()
     assert vox256().kp_channels == 4 and vox256().depth_layers == 18
-    assert DaGANModelConfig.from_official(VOX_ADV_256).num_kp == 10
+    assert DaGANConfig.from_official(VOX_ADV_256).num_kp == 10
 
 
 def test_config_round_trip():
     config = dataclasses.replace(tiny(), kp_input="rgb", depth_layers=50)
-    assert DaGANModelConfig.from_dict(config.to_dict()) == config
-    assert DaGANModelConfig.from_dict({}) == vox256()
+    assert DaGANConfig.from_dict(config.to_dict()) == config
+    assert DaGANConfig.from_dict({}) == vox256()
 
 
 @pytest.mark.parametrize("change", [
@@ -52,7 +52,7 @@ def test_invalid_sub_configs_and_unknown_keys_are_refused():
     with pytest.raises(InputError, match="num_down_blocks 2"):
         GeneratorConfig(kind="SPADEDepthAwareGenerator", num_down_blocks=3)
     with pytest.raises(InputError, match="unknown generator settings: num_upblocks"):
-        DaGANModelConfig.from_dict({"generator": {"num_upblocks": 2}})
+        DaGANConfig.from_dict({"generator": {"num_upblocks": 2}})
 
 
 @pytest.fixture(scope="module")

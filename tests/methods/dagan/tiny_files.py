@@ -10,14 +10,14 @@ import numpy as np
 import torch
 import yaml
 
-from faceanim.methods.dagan import DaGANModel, DaGANModelConfig
+from faceanim.methods.dagan import DaGANModel, DaGANConfig
 from faceanim.methods.dagan.config import tiny
 from faceanim.methods.dagan.weights import save_converted
 
 from .test_weights import save_official_layout
 
 
-def tiny_model(seed: int = 0, config: DaGANModelConfig | None = None) -> DaGANModel:
+def tiny_model(seed: int = 0, config: DaGANConfig | None = None) -> DaGANModel:
     """Random weights with batch-norm statistics and an attention gate away from their defaults, so that
     every part of the network changes the output."""
     torch.manual_seed(seed)
@@ -32,7 +32,7 @@ def tiny_model(seed: int = 0, config: DaGANModelConfig | None = None) -> DaGANMo
     return model.eval()
 
 
-def official_yaml(config: DaGANModelConfig) -> dict:
+def official_yaml(config: DaGANConfig) -> dict:
     """`config` as the official YAML's `model_params` (with the frame size in `dataset_params`)."""
     generator = dataclasses.asdict(config.generator)
     generator.pop("kind")

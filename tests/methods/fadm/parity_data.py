@@ -3,7 +3,7 @@ strictly under the official names."""
 from __future__ import annotations
 
 from faceanim.checkpoints import load_into
-from faceanim.methods.fadm import DECAEncoder, FADMModel, FADMModelConfig
+from faceanim.methods.fadm import DECAEncoder, FADMModel, FADMConfig
 
 from ...parity import component, fixture, fixture_dir
 
@@ -12,7 +12,7 @@ SYSTEM = "fadm"
 
 def renderer(stem: str) -> FADMModel:
     meta, weights, _ = fixture(SYSTEM, stem)
-    model = FADMModel(FADMModelConfig.from_official(meta["unet_kwargs"], timesteps=meta_timesteps(meta)))
+    model = FADMModel(FADMConfig.from_official(meta["unet_kwargs"], timesteps=meta_timesteps(meta)))
     load_into(model, component(weights, "diffusion."), strict=True, source=fixture_dir(SYSTEM) / stem)
     return model.eval()
 

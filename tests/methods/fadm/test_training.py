@@ -15,10 +15,10 @@ import yaml
 
 from faceanim.cli.main import main
 from faceanim.errors import InputError, MissingWeightsError
-from faceanim.methods.fadm.config import released, tiny
+from faceanim.methods.fadm.config import vox256, tiny
 from faceanim.methods.fadm.deca import DECAEncoder
 from faceanim.methods.fadm.model import FADMModel
-from faceanim.methods.fadm.train_config import (FADMTrainConfig, WeightFiles, load_train_config,
+from faceanim.methods.fadm.config import (FADMTrainConfig, WeightFiles, load_train_config,
                                                 packaged_configs)
 from faceanim.methods.fadm.training import FADMTraining, fadm_dataset, resolve_weights, train_fadm
 from faceanim.methods.fadm.weights import load_converted, save_converted
@@ -79,7 +79,7 @@ def models(weight_files) -> dict:
 def test_packaged_configs_are_the_released_setup_and_a_tiny_one():
     assert packaged_configs() == ["tiny.yaml", "vox256.yaml"]
     vox = load_train_config("vox256")
-    assert vox.model == released() and vox.coarse == FOMMConfig()
+    assert vox.model == vox256() and vox.coarse == FOMMConfig()
     assert (vox.batch_size, vox.learning_rate, vox.adam_betas, vox.num_epochs, vox.num_repeats) == \
         (5, 2e-4, (0.0, 0.9), 100, 75)
     assert (vox.loss_weights.norm, vox.loss_weights.color, vox.colour_reference) == (1, 1, "driving")

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from faceanim.checkpoints import load_into
-from faceanim.methods.fadm import DECAEncoder, FADMModel, FADMModelConfig
+from faceanim.methods.fadm import DECAEncoder, FADMModel, FADMConfig
 from faceanim.methods.fadm.conditioning import Condition
-from faceanim.methods.fadm.config import released
+from faceanim.methods.fadm.config import vox256
 from faceanim.methods.fadm.deca import attribute, deca_input, split_codes
-from faceanim.methods.fadm.train_config import FADMTrainConfig
+from faceanim.methods.fadm.config import FADMTrainConfig
 from faceanim.methods.fadm.training import FADMTraining, TrainableRenderer, coarse_frames
 from faceanim.warping.fomm import FOMMConfig, FOMMModel
 
@@ -103,7 +103,7 @@ def _fomm_config(meta: dict) -> FOMMConfig:
 def official(stem) -> Official:
     meta, weights, io = fixture(SYSTEM, stem)
     source = fixture_dir(SYSTEM) / stem
-    model_config = FADMModelConfig.from_official(meta["unet_kwargs"], timesteps=int(meta["diffusion"]["timesteps"]))
+    model_config = FADMConfig.from_official(meta["unet_kwargs"], timesteps=int(meta["diffusion"]["timesteps"]))
     renderer = TrainableRenderer(model_config)
     load_into(renderer, component(weights, "diffusion."), strict=True, source=source)
     coarse = FOMMModel(_fomm_config(meta))
@@ -349,5 +349,5 @@ def test_inference_condition_and_exchanged_colour_references(official, step):
 def test_released_key_set_of_the_training_fixtures_listing():
     """`fadm_colour_full_keys.txt`: the released renderer and DECA E_flame have exactly these keys and shapes."""
     table = full_keys(SYSTEM, {"diffusion", "deca_E_flame"})
-    assert key_table(FADMModel(released()).state_dict()) == table["diffusion"]
+    assert key_table(FADMModel(vox256()).state_dict()) == table["diffusion"]
     assert key_table(DECAEncoder().state_dict()) == table["deca_E_flame"]
