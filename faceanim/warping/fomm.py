@@ -78,10 +78,19 @@ class FOMMModel(nn.Module):
         return self.generator(source, kp_driving=kp_driving, kp_source=kp_source)["prediction"]
 
 
+def build_fomm(config: FOMMConfig) -> FOMMModel:
+    """`FOMMModel(config)`, or InputError when the config's network parameters are not FOMM's (an official
+    YAML of another model, a misspelt key, a value of the wrong type)."""
+    try:
+        return FOMMModel(config)
+    except (TypeError, ValueError) as error:
+        raise InputError(None, f"FOMM config: its networks cannot be built from these parameters ({error})") from None
+
+
 def load_fomm(path: str | os.PathLike, config: FOMMConfig | None = None, *, strict: bool = True) -> FOMMModel:
     """A FOMM model with the `kp_detector` and `generator` of checkpoint `path` (weights-only loading;
     `module.` prefixes of DataParallel checkpoints are stripped)."""
-    model = FOMMModel(config or FOMMConfig())
+    model = build_fomm(config or FOMMConfig())
     contents = load_checkpoint(path)
     for name in ("kp_detector", "generator"):
         load_into(getattr(model, name), state_dict_from(contents, name, path=path), strict=strict, source=path)

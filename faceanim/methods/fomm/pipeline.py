@@ -14,10 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ...errors import InputError
 from ...registry import get_method
 from ...warping.animator import MotionCropPipeline, MotionOptions
 from ...warping.fomm import FOMMModel, load_fomm
 from ...warping.keypoints import Keypoints
+from ...warping.motion import normalize_keypoints
 from .config import read_official_config
 
 
@@ -45,7 +47,12 @@ class FOMMPipeline(MotionCropPipeline):
         """`path`: the checkpoint (else FACEANIM_FOMM_CHECKPOINT); `config`: the official YAML it was trained
         with (default: vox-256); `settings` as the constructor's."""
         spec = get_method("fomm").weight("checkpoint")
-        return cls(load_fomm(spec.resolve(path), read_official_config(config) if config else None), **settings)
+        model_config = read_official_config(config) if config else None
+        try:
+            model = load_fomm(spec.resolve(path), model_config)
+        except InputError as error:
+            raise InputError(config if error.path is None and config else error.path, error.problem) from None
+        return cls(model, **settings)
 
     @torch.inference_mode()
     def prepare_source(self, crop: np.ndarray) -> FOMMSource:
@@ -61,6 +68,9 @@ class FOMMPipeline(MotionCropPipeline):
     @torch.inference_mode()
     def render_motion(self, source: FOMMSource, kp_driving: Keypoints, kp_initial: Keypoints,
                       motion: MotionOptions) -> list[np.ndarray]:
+        # the motion transfer in float32 (outside autocast): its Jacobians are inverted by the dense motion
+        kp_target = normalize_keypoints(source.keypoints, kp_driving, kp_initial, relative=motion.relative,
+                                        adapt_scale=motion.adapt_scale)
         with self.compute_context():
-            frames = self.model.animate(source.image, source.keypoints, kp_driving, kp_initial, motion)
-        return self.to_crops(frames.float())
+            frames = self.model.generator(source.image, kp_driving=kp_target, kp_source=source.keypoints)
+        return self.to_crops(frames["prediction"].float())
