@@ -8,6 +8,8 @@ from ..registry import get_method, list_methods, methods_for
 from .options import add_method_options, method_settings, specs_for
 
 
+# crop kinds of `track`/`preprocess` (faceanim.face.video.CROP_KINDS, kept here so that parsing loads no face code)
+CROP_KINDS = ["fomm", "ffhq"]
 TASK_INPUTS = {"reenact": ("source", "driving"), "talk": ("source", "audio"), "edit": ("video",)}
 
 
@@ -224,7 +226,7 @@ def add_preprocess(sub) -> None:
     p = sub.add_parser("preprocess", help="turn raw videos into a training dataset (crops, landmarks, audio)")
     p.add_argument("inputs", nargs="+", help="videos, or folders searched for videos")
     p.add_argument("--out", required=True, help="dataset folder (one sub-folder per clip)")
-    p.add_argument("--crop", choices=["fomm", "ffhq"], default="fomm",
+    p.add_argument("--crop", choices=CROP_KINDS, default=CROP_KINDS[0],
                    help="fomm: VoxCeleb-style square crop (DaGAN/FOMM/FADM); ffhq: FFHQ alignment (DVA)")
     p.add_argument("--size", type=int, default=256, help="crop size in pixels (default 256)")
     p.add_argument("--crop-motion", choices=["smooth", "fixed"], default="smooth",
@@ -253,7 +255,7 @@ def add_track(sub) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output .mp4: the full frames after crop -> (optional landmark overlay) -> paste-back")
     p.add_argument("--crops", help="also write the face crops as a video here")
-    p.add_argument("--crop", choices=["fomm", "ffhq"], default="fomm")
+    p.add_argument("--crop", choices=CROP_KINDS, default=CROP_KINDS[0])
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--draw-landmarks", action="store_true", help="draw the 68 landmarks on the crops")
     p.add_argument("--face-index", type=int, default=None, help="pick the N-th face from the left")

@@ -22,7 +22,8 @@ from .detect import Box
 from .smoothing import smooth_sequence
 from .track import FaceTracker
 
-CROP_KINDS = ("fomm", "ffhq")
+SQUARE_CROP, FFHQ_CROP = "fomm", "ffhq"   # VoxCeleb/FOMM-style square crops; FFHQ alignment
+CROP_KINDS = (SQUARE_CROP, FFHQ_CROP)
 
 
 @dataclasses.dataclass

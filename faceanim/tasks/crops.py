@@ -11,7 +11,7 @@
 Tracking is a first pass that keeps only landmarks; the second pass streams the video again, so no
 video is ever held in memory. With `crop=False` the inputs are taken as ready-made crops and only
 resized, as the official demos do. The crop style (FOMM/VoxCeleb square or FFHQ alignment) is the
-model's `crop_style` (default "fomm").
+model's `crop_style` (default: FOMM's square crops).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..face import FaceTracker, fomm_box, fomm_crop, largest_face, paste_back, prepare_paste_back
 from ..face.crop import FOMM_INCREASE
-from ..face.video import FaceTrack, crop_video_frames, plan_crops, track_video
+from ..face.video import SQUARE_CROP, FaceTrack, crop_video_frames, plan_crops, track_video
 from ..media import VideoReader, read_audio, read_image, video_rate_and_sound, write_video
 from ..media.image import resize_square
 from ..warping.animator import MotionOptions
@@ -84,7 +84,7 @@ class _Source:
 
 
 def _crop_style(pipeline) -> str:
-    return getattr(pipeline, "crop_style", "fomm")
+    return getattr(pipeline, "crop_style", SQUARE_CROP)
 
 
 def _prepare_photo(path, pipeline, options: CropOptions) -> _Source:
@@ -92,7 +92,7 @@ def _prepare_photo(path, pipeline, options: CropOptions) -> _Source:
     if not options.crop:
         return _Source(image, resize_square(image, size), None, None)
     _, landmarks = largest_face(image, options.detector, path=path)
-    if style == "fomm":
+    if style == SQUARE_CROP:
         crop, transform = fomm_crop(image, fomm_box(landmarks, image.shape[:2], options.increase), size)
     else:
         plan = plan_crops(landmarks[None], image.shape[:2], style, size, smoothing=0)
@@ -114,7 +114,7 @@ def _video_crops(frames: Iterable[np.ndarray], track: FaceTrack | None, pipeline
 
 def _plan(track: FaceTrack, pipeline, options: CropOptions):
     style = _crop_style(pipeline)
-    motion = options.driving_crop if style == "fomm" else "smooth"
+    motion = options.driving_crop if style == SQUARE_CROP else "smooth"
     return track.crop_plan(style, int(pipeline.crop_size), motion=motion, increase=options.increase)
 
 

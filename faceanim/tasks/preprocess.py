@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import FaceanimError, InputError, NoFaceError
+from ..face.video import CROP_KINDS, SQUARE_CROP
 from ..fileio import atomic_path
 from ..progress import progress
 
@@ -34,7 +35,7 @@ AUDIO_RATE = 16_000
 
 @dataclass(frozen=True)
 class PreprocessOptions:
-    crop: str = "fomm"                # "fomm" | "ffhq"
+    crop: str = SQUARE_CROP           # one of CROP_KINDS
     size: int = 256
     crop_motion: str = "smooth"       # "smooth" (follows the face) | "fixed" (one window per clip, fomm only)
     audio: bool = False
@@ -44,9 +45,9 @@ class PreprocessOptions:
     detector: str = "hog"             # "hog" | "mmod"
 
     def __post_init__(self):
-        if self.crop not in ("fomm", "ffhq"):
+        if self.crop not in CROP_KINDS:
             raise InputError(None, f"--crop must be fomm or ffhq, not {self.crop!r}")
-        if self.crop_motion not in ("smooth", "fixed") or (self.crop_motion == "fixed" and self.crop != "fomm"):
+        if self.crop_motion not in ("smooth", "fixed") or (self.crop_motion == "fixed" and self.crop != SQUARE_CROP):
             raise InputError(None, f"--crop-motion {self.crop_motion} is not available with --crop {self.crop}")
         if not 16 <= self.size <= 2048:
             raise InputError(None, f"--size must be between 16 and 2048, not {self.size}")
