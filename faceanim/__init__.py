@@ -10,7 +10,7 @@ from .errors import FaceanimError, InputError, MissingWeightsError, NoFaceError
 __version__ = "0.1.0"
 
 __all__ = ["FaceanimError", "InputError", "MissingWeightsError", "NoFaceError", "list_methods", "reenact", "talk",
-           "__version__"]
+           "edit", "__version__"]
 
 
 def list_methods():
@@ -40,3 +40,13 @@ def talk(source, audio, output=None, *, method: str = "warp", **settings):
     from .tasks.animate import talk as _talk
 
     return _talk(source, audio, output, method=method, **settings)
+
+
+def edit(video, output=None, *, method: str, **settings):
+    """Edit the face in every frame of `video` with a face-crop method (see `faceanim.tasks.animate.edit`):
+    crops in, crops out, pasted back into each frame with the sound kept.
+
+    Writes `output` and returns its path, or returns an iterator of frames when `output` is None."""
+    from .tasks.animate import edit as _edit
+
+    return _edit(video, output, method=method, **settings)
