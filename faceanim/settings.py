@@ -1,10 +1,11 @@
-"""Typed settings read from config files: building a settings dataclass from a mapping with a clear error
-for unknown keys, and the frame-augmentation settings every training config shares."""
+"""Typed settings read from config files: building a settings dataclass (and the settings dataclasses it
+holds) from a mapping with a clear error for unknown keys, the sections of an official FOMM-family
+`model_params`, and the frame-augmentation settings every training config shares."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Self, get_type_hints
 
 from .errors import InputError
 
@@ -17,6 +18,69 @@ def build_settings(cls, values: Mapping[str, Any], *, where: str, owner: str):
     if unknown:
         raise InputError(None, f"{owner}: unknown {where} settings: {', '.join(unknown)}")
     return cls(**values)
+
+
+def settings_checker(owner: str) -> Callable[[list[tuple[bool, str]]], None]:
+    """A config module's validation: `check([(ok, message), ...])` raises InputError "`owner`: message" for
+    the first check that fails."""
+    def check(checks: list[tuple[bool, str]]) -> None:
+        for ok, message in checks:
+            if not ok:
+                raise InputError(None, f"{owner}: {message}")
+
+    return check
+
+
+def settings_builder(owner: str) -> Callable[[type, Mapping[str, Any], str], Any]:
+    """`build_settings` with `owner` bound, for a config module: `build(cls, values, where)`."""
+    def build(cls, values: Mapping[str, Any], where: str):
+        return build_settings(cls, values, where=where, owner=owner)
+
+    return build
+
+
+def build_nested_settings(cls, values: Mapping[str, Any], *, where: str, owner: str):
+    """`build_settings` for settings that hold settings (e.g. a model's `generator`, which holds its
+    `dense_motion`), given as nested mappings (`dataclasses.asdict`): every field typed as a settings
+    dataclass and present in `values` is built first, its field name naming it in errors."""
+    if not isinstance(values, Mapping):
+        return build_settings(cls, values, where=where, owner=owner)   # raises "must be a mapping"
+    values = dict(values)
+    types = get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(types[field.name]) and field.name in values:
+            values[field.name] = build_nested_settings(types[field.name], values[field.name], where=field.name,
+                                                       owner=owner)
+    return build_settings(cls, values, where=where, owner=owner)
+
+
+class NestedSettings:
+    """Mixin of a settings dataclass that holds settings (a model's config): `to_dict` gives nested mappings
+    (what a converted folder's config.json stores) and `from_dict` reads them back, InputError naming
+    `settings_owner` for keys it does not know."""
+
+    settings_owner = "config"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Inverse of `to_dict`; unknown keys raise InputError."""
+        return build_nested_settings(cls, data, where="model", owner=cls.settings_owner)
+
+
+# the sections of an official FOMM-family `model_params` (FOMM, DaGAN, face-vid2vid YAMLs: `<name>_params`)
+# and their short names in the parity fixtures
+OFFICIAL_SECTIONS = {"common": "common", "kp_detector": "kp", "he_estimator": "he", "generator": "gen",
+                     "discriminator": "disc"}
+
+
+def official_section(model_params: Mapping[str, Any], name: str) -> dict:
+    """A copy of the section `name` (a key of OFFICIAL_SECTIONS) of an official `model_params`:
+    `<name>_params` as the released YAMLs have it, else the parity fixtures' short name; {} when absent."""
+    return dict(next((model_params[key] for key in (f"{name}_params", OFFICIAL_SECTIONS[name])
+                      if key in model_params), {}))
 
 
 @dataclass(frozen=True)

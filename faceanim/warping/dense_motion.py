@@ -1,10 +1,12 @@
-"""Dense motion from sparse keypoint motion (FOMM Sec. 3.2, Eq. 4-8).
+"""Dense motion from sparse keypoint motion (FOMM Sec. 3.2, Eq. 4-8), on images and, for face-vid2vid,
+on feature volumes.
 
 For every keypoint k the first-order approximation T_k(z) = p_k^S + J_k (z - p_k^D), with
 J_k = J_k^S (J_k^D)^-1, maps driving coordinates to source coordinates; the identity is added as a
 background transform. An hourglass sees the source warped by each T_k beside the keypoint heatmap
 differences and predicts soft masks M_k (softmax over K+1) that blend the transforms into one
 backward flow, plus an occlusion map (sigmoid) telling the generator where the source has no content.
+`DenseMotionBase` does this for 2 or 3 spatial axes; `DenseMotionNetwork` is FOMM's 2-D network.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from .keypoints import Keypoints, broadcast_points, kp2gaussian, make_coordinate
 
 @dataclass
 class DenseMotion:
-    """deformation: (B, h, w, 2) source coordinates per driving pixel (a `grid_sample` grid);
-    mask: (B, K+1, h, w); sparse_deformed: (B, K+1, C, h, w); occlusion_map: (B, 1, h, w) or None."""
+    """deformation: (B, *spatial, n) source coordinates per driving location (a `grid_sample` grid), with
+    spatial (h, w) and n = 2 for images, (d, h, w) and n = 3 for volumes; mask: (B, K+1, *spatial);
+    sparse_deformed: (B, K+1, C, *spatial); occlusion_map: (B, 1, h, w) or None."""
 
     deformation: torch.Tensor
     mask: torch.Tensor
@@ -69,7 +72,42 @@ def deform_by_each(image: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
     return deformed.view(b, count, c, *spatial)
 
 
-class DenseMotionNetwork(nn.Module):
+class DenseMotionBase(nn.Module):
+    """The dense motion of a source (B or 1, C, *spatial), 2 or 3 spatial axes, at its own size.
+
+    Subclasses provide `hourglass` (input (K+1) * (C+1) channels), `mask` (a conv to K+1 masks), `occlusion`
+    (a 2-D conv to one map, reading a volume's depth planes as channels; None without occlusion) and
+    `kp_variance`."""
+
+    hourglass: nn.Module
+    mask: nn.Module
+    occlusion: nn.Module | None
+    kp_variance: float
+
+    def motion_from(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
+        """`forward` for a source already prepared (at the flow's resolution, or compressed).
+
+        Its output is a sampling grid, which bfloat16/float16 rounding would move by pixels, so under
+        autocast it runs in float32 (it is a small part of a generator's work)."""
+        with full_precision(source):
+            return self._motion(source.to(self.mask.weight.dtype), kp_driving, kp_source)
+
+    def _motion(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
+        spatial = tuple(source.shape[2:])
+        heatmaps = heatmap_representation(spatial, kp_driving, kp_source, self.kp_variance)
+        motions = sparse_motions(spatial, kp_driving, kp_source)
+        deformed = deform_by_each(source.expand(motions.shape[0], *source.shape[1:]), motions)
+        # per transform: its heatmap channel, then its warped image channels
+        prediction = self.hourglass(torch.cat([heatmaps, deformed], dim=2).flatten(1, 2))
+        mask = F.softmax(self.mask(prediction), dim=1)
+        deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)
+        occlusion = None
+        if self.occlusion is not None:   # (B, C, [d,] h, w) -> (B, C [* d], h, w)
+            occlusion = torch.sigmoid(self.occlusion(prediction.flatten(1, -3)))
+        return DenseMotion(deformation, mask, deformed, occlusion)
+
+
+class DenseMotionNetwork(DenseMotionBase):
     """(source image, driving keypoints, source keypoints) -> DenseMotion at `scale_factor` resolution."""
 
     def __init__(self, block_expansion: int, num_blocks: int, max_features: int, num_kp: int,
@@ -94,23 +132,3 @@ class DenseMotionNetwork(nn.Module):
 
     def forward(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
         return self.motion_from(self.downsample(source_image), kp_driving, kp_source)
-
-    def motion_from(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
-        """`forward` for a source already at the flow's resolution (`downsample`).
-
-        Its output is a sampling grid, which bfloat16/float16 rounding would move by pixels, so under
-        autocast it runs in float32 (it is a small part of a generator's work)."""
-        with full_precision(source_image):
-            return self._motion(source_image.to(self.mask.weight.dtype), kp_driving, kp_source)
-
-    def _motion(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> DenseMotion:
-        b, _, h, w = source_image.shape
-        heatmaps = heatmap_representation((h, w), kp_driving, kp_source, self.kp_variance)
-        motions = sparse_motions((h, w), kp_driving, kp_source)
-        deformed = deform_by_each(source_image, motions)
-        # per transform: its heatmap channel, then its warped image channels
-        prediction = self.hourglass(torch.cat([heatmaps, deformed], dim=2).view(b, -1, h, w))
-        mask = F.softmax(self.mask(prediction), dim=1)
-        deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)
-        occlusion = None if self.occlusion is None else torch.sigmoid(self.occlusion(prediction))
-        return DenseMotion(deformation, mask, deformed, occlusion)

@@ -85,12 +85,18 @@ def apply_dense_motion(network: DenseMotionNetwork, features: torch.Tensor, sour
         motion_source = network.downsample(source_image)
     motion: DenseMotion = network.motion_from(motion_source, kp_driving, kp_source)
     output.update(mask=motion.mask, sparse_deformed=motion.sparse_deformed, deformation=motion.deformation)
-    features = deform_input(features, motion.deformation)
-    if motion.occlusion_map is not None:
-        output["occlusion_map"] = motion.occlusion_map
-        features = features * resize_like(motion.occlusion_map, features.shape[2:])
+    features = occlude(deform_input(features, motion.deformation), motion, output)
     output["deformed"] = deform_input(source_image, motion.deformation)
     return features
+
+
+def occlude(features: torch.Tensor, motion: DenseMotion, output: dict) -> torch.Tensor:
+    """2-D features (B, C, h, w) multiplied by the motion's occlusion map, resized to them, which is recorded
+    in `output`; the features as they are when the motion has no occlusion map."""
+    if motion.occlusion_map is None:
+        return features
+    output["occlusion_map"] = motion.occlusion_map
+    return features * resize_like(motion.occlusion_map, features.shape[2:])
 
 
 class OcclusionAwareGenerator(nn.Module):

@@ -16,17 +16,21 @@ from typing import Any, Mapping
 
 from ... import fileio
 from ...errors import InputError
-from ...settings import AugmentationParams, build_settings, config_section
+from ...settings import AugmentationParams, NestedSettings, config_section, official_section, settings_builder
 
 GENERATORS = ("DepthAwareGenerator", "SPADEDepthAwareGenerator")
 KP_INPUT_CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}   # what the keypoint detector sees
 DEPTH_LAYERS = (18, 50)
+OWNER = "dagan config"
 
 
 def _check(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise InputError(None, f"dagan config: {message}")
+
+
+_build = settings_builder(OWNER)
 
 
 def _downsamples_cleanly(size: int, scale: float, num_blocks: int) -> bool:
@@ -109,7 +113,9 @@ class DiscriminatorConfig:
 
 
 @dataclass(frozen=True)
-class DaGANModelConfig:
+class DaGANConfig(NestedSettings):
+    settings_owner = OWNER
+
     num_kp: int = 15
     num_channels: int = 3             # image channels of the generator (and of the discriminator)
     kp_input: str = "rgbd"            # keypoint detector input: "rgbd" (released), "rgb" or "depth"
@@ -138,62 +144,38 @@ class DaGANModelConfig:
     def kp_channels(self) -> int:
         return KP_INPUT_CHANNELS[self.kp_input]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "DaGANModelConfig":
-        """Inverse of `to_dict`; unknown keys raise InputError."""
-        data = dict(data)
-        sub = {"kp_detector": KeypointDetectorConfig, "discriminator": DiscriminatorConfig}
-        for name, sub_cls in sub.items():
-            if name in data:
-                data[name] = _build(sub_cls, data[name], name)
-        if "generator" in data:
-            generator = dict(data["generator"])
-            if "dense_motion" in generator:
-                generator["dense_motion"] = _build(DenseMotionConfig, generator["dense_motion"], "dense_motion")
-            data["generator"] = _build(GeneratorConfig, generator, "generator")
-        return _build(cls, data, "model")
-
     @classmethod
     def from_official(cls, model_params: Mapping[str, Any], *, generator: str = "DepthAwareGenerator",
                       kp_input: str = "rgbd", depth_layers: int = 18, image_size: int = 256,
-                      num_kp: int | None = None) -> "DaGANModelConfig":
+                      num_kp: int | None = None) -> "DaGANConfig":
         """From the official YAML `model_params` (`common_params`, `kp_detector_params`,
         `generator_params`, `discriminator_params`; the short names `common`, `kp`, `gen`, `disc` too),
         plus what the official CLI sets: `--generator`, `--rgbd`/`--use_depth` (kp_input), `--kp_num`."""
-        def section(*names: str) -> dict:
-            return dict(next((model_params[n] for n in names if n in model_params), {}))
-
-        common = section("common_params", "common")
-        generator_params = section("generator_params", "gen")
+        common = official_section(model_params, "common")
+        generator_params = official_section(model_params, "generator")
         dense_motion = generator_params.pop("dense_motion_params", {})
         generator_params = {**generator_params, "kind": generator,
                             "dense_motion": _build(DenseMotionConfig, dense_motion, "dense_motion_params")}
-        discriminator = section("discriminator_params", "disc")
-        discriminator = {k: v for k, v in discriminator.items() if k not in ("num_kp", "num_channels")}
+        discriminator = {k: v for k, v in official_section(model_params, "discriminator").items()
+                         if k not in ("num_kp", "num_channels")}
         return cls(num_kp=num_kp if num_kp is not None else common.get("num_kp", 15),
                    num_channels=common.get("num_channels", 3), kp_input=kp_input,
                    estimate_jacobian=common.get("estimate_jacobian", True), image_size=image_size,
                    depth_layers=depth_layers,
-                   kp_detector=_build(KeypointDetectorConfig, section("kp_detector_params", "kp"), "kp_detector"),
+                   kp_detector=_build(KeypointDetectorConfig, official_section(model_params, "kp_detector"),
+                                      "kp_detector"),
                    generator=_build(GeneratorConfig, generator_params, "generator_params"),
                    discriminator=_build(DiscriminatorConfig, discriminator, "discriminator_params"))
 
 
-def _build(cls, values: Mapping[str, Any], where: str):
-    return build_settings(cls, values, where=where, owner="dagan config")
-
-
-def vox256() -> DaGANModelConfig:
+def vox256() -> DaGANConfig:
     """The released DaGAN (vox-adv-256 with --kp_num 15 --rgbd, DepthAwareGenerator, ResNet-18 depth)."""
-    return DaGANModelConfig()
+    return DaGANConfig()
 
 
-def tiny() -> DaGANModelConfig:
+def tiny() -> DaGANConfig:
     """Small widths at 64x64 for fast CPU tests (same structure as vox256)."""
-    return DaGANModelConfig(
+    return DaGANConfig(
         num_kp=5, image_size=64,
         kp_detector=KeypointDetectorConfig(block_expansion=8, max_features=32, num_blocks=3),
         generator=GeneratorConfig(block_expansion=8, max_features=32, num_bottleneck_blocks=1,
@@ -275,7 +257,7 @@ class DaGANTrainConfig:
     `checkpoint_freq` (epochs). kp_distance_mode "official" is the released code's sign() form, whose
     gradient is zero; "hinge" (the default) penalises the same keypoint pairs with a gradient."""
 
-    model: DaGANModelConfig = field(default_factory=vox256)
+    model: DaGANConfig = field(default_factory=vox256)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     transform_params: WarpParams = field(default_factory=WarpParams)
     scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)   # perceptual pyramid
@@ -345,8 +327,8 @@ class DaGANTrainConfig:
         train = dict(data.get("train_params") or {})
         dataset = dict(data.get("dataset_params") or {})
         frame_shape = dataset.get("frame_shape") or [256]
-        model = DaGANModelConfig.from_official(data.get("model_params") or {}, kp_input="rgbd",
-                                               image_size=int(frame_shape[0]), num_kp=num_kp)
+        model = DaGANConfig.from_official(data.get("model_params") or {}, kp_input="rgbd",
+                                          image_size=int(frame_shape[0]), num_kp=num_kp)
         loss_weights = dict(train.pop("loss_weights", None) or {})
         unsupported = [name for name in ("kp_prior", "kp_scale") if loss_weights.pop(name, 0)]
         _check([(not unsupported, f"loss_weights {', '.join(unsupported)} are not supported (set them to 0)")])
@@ -387,12 +369,12 @@ def _merged(base: dict, overrides: Mapping[str, Any]) -> dict:
     return merged
 
 
-def model_from_dict(section: Mapping[str, Any]) -> DaGANModelConfig:
+def model_from_dict(section: Mapping[str, Any]) -> DaGANConfig:
     """A model config from a `preset` name (vox256 unless given) with nested overrides."""
     section = dict(section)
     preset = section.pop("preset", "vox256")
     _check([(preset in PRESETS, f"unknown model preset {preset!r} (choose {', '.join(PRESETS)})")])
-    return DaGANModelConfig.from_dict(_merged(PRESETS[preset]().to_dict(), section))
+    return DaGANConfig.from_dict(_merged(PRESETS[preset]().to_dict(), section))
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def read_official_config(path: PathLike, *, kp_num: int | None = None,
     model_params, frame_size = read_official_model_params(path, "DaGAN")
     try:
         return DaGANConfig.from_official(model_params, generator=generator, kp_input="rgbd",
-                                              num_kp=kp_num, image_size=frame_size)
+                                         num_kp=kp_num, image_size=frame_size)
     except InputError as err:
         raise InputError(path, err.problem) from None
 

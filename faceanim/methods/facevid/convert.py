@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ...checkpoints import Conversion, check_conversion_paths
-from ...warping.facevid import FaceVidConfig
+from .config import FaceVidConfig
 from .weights import official_model, save_converted
 
 

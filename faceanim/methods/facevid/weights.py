@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 from ...checkpoints import load_checkpoint, load_into, load_model_folder, save_model_folder, state_dict_from
 from ...errors import CheckpointError, InputError
-from ...warping.facevid import FaceVidConfig, FaceVidModel, load_official, vox256
-from .config import read_official_config
+from .config import FaceVidConfig, read_official_config, vox256
+from .model import FaceVidModel, load_official
 
 PathLike = str | os.PathLike
 METHOD = "facevid"

@@ -108,7 +108,7 @@ def vox256() -> FADMConfig:
 def tiny() -> FADMConfig:
     """A few MB: for tests and CPU smoke runs (64 px, widths 32)."""
     return FADMConfig(unet=UNetConfig(inner_channel=32, channel_mults=(1, 1, 2), attn_res=(16,),
-                                           res_blocks=1, image_size=64))
+                                      res_blocks=1, image_size=64))
 
 
 PRESETS = {"vox256": vox256, "tiny": tiny}

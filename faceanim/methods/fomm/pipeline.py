@@ -51,7 +51,9 @@ class FOMMPipeline(MotionCropPipeline):
         try:
             model = load_fomm(spec.resolve(path), model_config)
         except InputError as error:
-            raise InputError(config if error.path is None and config else error.path, error.problem) from None
+            if error.path is None and config:   # the YAML's networks cannot be built: name the YAML
+                raise InputError(config, error.problem) from None
+            raise
         return cls(model, **settings)
 
     @torch.inference_mode()

@@ -19,7 +19,7 @@ def config_from_meta(meta: dict) -> DaGANConfig:
     layers = int(re.search(r"num_layers=(\d+)", meta["depth_encoder"]).group(1))
     image_size = meta["io_shapes"]["source"][-1]
     return DaGANConfig.from_official(meta["config"], generator=meta["generator_class"], kp_input=kp_input,
-                                          depth_layers=layers, image_size=image_size)
+                                     depth_layers=layers, image_size=image_size)
 
 
 def fixture_model(stem: str) -> DaGANModel:

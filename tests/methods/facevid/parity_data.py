@@ -2,8 +2,8 @@
 see tests/parity.py), the configuration read from the json's `facevid` entry and the weights loaded strictly."""
 from __future__ import annotations
 
-from faceanim.warping.facevid import FaceVidConfig, FaceVidModel, load_official
-from faceanim.warping.facevid.model import COMPONENTS
+from faceanim.methods.facevid.config import FaceVidConfig
+from faceanim.methods.facevid.model import COMPONENTS, FaceVidModel, load_official
 
 from ...parity import component, fixture, fixture_dir
 

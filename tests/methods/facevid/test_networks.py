@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from faceanim.errors import InputError
-from faceanim.warping.facevid import FaceVidConfig, FaceVidModel, HeadPose, tiny, transform_keypoints, vox256
-from faceanim.warping.facevid.head_pose import bins_to_degrees, rotation_matrix
+from faceanim.methods.facevid.config import FaceVidConfig, tiny, vox256
+from faceanim.methods.facevid.head_pose import HeadPose, bins_to_degrees, rotation_matrix, transform_keypoints
+from faceanim.methods.facevid.model import FaceVidModel
 from faceanim.warping.keypoints import Keypoints
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from faceanim.methods.facevid import FaceVidPipeline
-from faceanim.warping.facevid import FaceVidModel, vox256
+from faceanim.methods.facevid.config import vox256
+from faceanim.methods.facevid.model import FaceVidModel
 
 from ...parity import TOLERANCE, fixture, flat_full_keys, key_table, relative_error, stem_params
 from .parity_data import PREFIX, SYSTEM, fixture_model

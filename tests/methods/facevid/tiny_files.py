@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceanim.warping.facevid import FaceVidModel, tiny
-from faceanim.warping.facevid.model import COMPONENTS
+from faceanim.methods.facevid.config import tiny
+from faceanim.methods.facevid.model import COMPONENTS, FaceVidModel
 
 
 def tiny_model(seed: int = 3) -> FaceVidModel:

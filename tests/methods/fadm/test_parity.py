@@ -12,7 +12,7 @@ import torch
 
 from faceanim.diffusion import SeededNoise
 from faceanim.methods.fadm import FADMModel, coarse_condition
-from faceanim.methods.fadm.config import released
+from faceanim.methods.fadm.config import vox256
 from faceanim.methods.fadm.deca import DECAEncoder, deca_input
 
 from ...parity import TOLERANCE, fixture, full_keys, key_table, relative_error, stem_params
@@ -38,14 +38,16 @@ def test_denoiser(stem):
     _, _, io = fixture(SYSTEM, stem)
     model = renderer(stem)
     t = io["denoise_t"].long()
-    eps, color_loss = model.denoise(io["denoise_x_t"], t, _condition(io, [0]))
+    eps, _ = model.denoise(io["denoise_x_t"], t, _condition(io, [0]))
     batch = io["denoise_x_t"].expand(3, -1, -1, -1)
     eps_batched, _ = model.denoise(batch, t.expand(3), _condition(io, [0, 1, 2]))
     assert relative_error(eps_batched[1], eps_batched[0]) > 1e-2   # the rows really are different frames
     errors = {"denoise_eps": relative_error(eps, io["denoise_eps"]),
               "denoise_eps (batched)": relative_error(eps_batched[:1], io["denoise_eps"])}
     _check(errors, stem)
-    torch.testing.assert_close(color_loss.reshape(1), io["denoise_color_loss"], atol=1e-6, rtol=0)
+    # No colour-loss check here: in these fixtures' 'direct' mode both colour references are the same frame,
+    # so any network gives 0. The training-time colour loss (the real driving frame as the second
+    # reference), its gradients and the inference value are checked in test_training_parity.py.
 
 
 @pytest.mark.parametrize("stem", stem_params(SYSTEM))
@@ -84,5 +86,5 @@ def test_released_key_set():
     """The released configuration has exactly the official keys, shapes and dtypes of `diffusion.pth`
     and of DECA's E_flame."""
     table = full_keys(SYSTEM, {"diffusion", "deca_E_flame"})
-    assert key_table(FADMModel(released()).state_dict()) == table["diffusion"]
+    assert key_table(FADMModel(vox256()).state_dict()) == table["diffusion"]
     assert key_table(DECAEncoder().state_dict()) == table["deca_E_flame"]

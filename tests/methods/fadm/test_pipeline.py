@@ -13,7 +13,7 @@ from faceanim.methods.fadm import DECAEncoder, FADMModel, FADMPipeline
 from faceanim.methods.fadm.config import tiny
 from faceanim.methods.fadm.weights import save_converted
 from faceanim.methods.facevid.weights import save_converted as save_facevid
-from faceanim.tasks.crop_reenact import reenact_crops
+from faceanim.tasks.crops import reenact_crops
 
 from ..facevid.tiny_files import crops, tiny_model
 
@@ -179,11 +179,11 @@ def test_released_renderer_on_the_1080p_frame_streams_and_pastes_back(shared_tes
     the warp engine as coarse stage: the 1080p clip's first frame driven by 4 frames of the 256x256 clip,
     refined 2 at a time and written at 1920x1080 as each batch is done."""
     from faceanim.media import VideoWriter
-    from faceanim.methods.fadm.config import released
+    from faceanim.methods.fadm.config import vox256
     from tests.conftest import write_clip_head
 
     torch.manual_seed(0)
-    torch.save(FADMModel(released()).state_dict(), tmp_path / "diffusion.pth")
+    torch.save(FADMModel(vox256()).state_dict(), tmp_path / "diffusion.pth")
     torch.save({"E_flame": DECAEncoder().state_dict()}, tmp_path / "deca_model.tar")
     with VideoReader(shared_testdata / "wild_1080p.mp4") as reader:
         source = write_image(tmp_path / "source.png", next(iter(reader)))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ...checkpoints import LoadReport, load_checkpoint, load_into, state_dict_from
-from ..keypoints import Keypoints
+from ...warping.keypoints import Keypoints
 from .config import FaceVidConfig
 from .generator import OcclusionAwareGenerator, SourceVolume
 from .head_pose import HEEstimator, HeadPose, transform_keypoints

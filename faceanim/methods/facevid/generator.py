@@ -11,15 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ...nn.blocks import ResBlock2d, SameBlock2d, UpBlock2d
-from ..dense_motion import warp
-from ..generator import make_down_blocks, resize_like, run_chain
-from ..keypoints import Keypoints
-from .blocks import LeakySameBlock2d, ResBlock3d
+from ...nn.blocks import ResBlock2d, ResBlock3d, SameBlock2d, UpBlock2d
+from ...warping.dense_motion import warp
+from ...warping.generator import make_down_blocks, occlude, run_chain
+from ...warping.keypoints import Keypoints
 from .config import FaceVidConfig
 from .dense_motion import DenseMotionNetwork
+
+
+class LeakySameBlock2d(SameBlock2d):
+    """conv -> BatchNorm -> LeakyReLU(0.01): the generator's `third` block (official `lrelu=True`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.norm(self.conv(x)), negative_slope=0.01)
 
 
 @dataclass
@@ -35,8 +42,7 @@ def trilinear_resize(flow: torch.Tensor, size: tuple[int, int, int]) -> torch.Te
     """A (B, d, h, w, 3) flow resized to `size` (trilinear, align_corners=False as the official default)."""
     if tuple(flow.shape[1:4]) == tuple(size):
         return flow
-    volume = torch.nn.functional.interpolate(flow.permute(0, 4, 1, 2, 3), size=tuple(size), mode="trilinear",
-                                             align_corners=False)
+    volume = F.interpolate(flow.permute(0, 4, 1, 2, 3), size=tuple(size), mode="trilinear", align_corners=False)
     return volume.permute(0, 2, 3, 4, 1)
 
 
@@ -83,9 +89,8 @@ class OcclusionAwareGenerator(nn.Module):
         warped = warp(features, trilinear_resize(motion.deformation, features.shape[2:]))
         out = self.fourth(self.third(warped.flatten(1, 2)))
         output = {"mask": motion.mask, "deformation": motion.deformation}
-        if motion.occlusion_map is not None:
-            output["occlusion_map"] = motion.occlusion_map
-            out = out * resize_like(motion.occlusion_map, out.shape[2:])
+        out = occlude(out, motion, output)
+        del motion   # its per-transform warped volumes (`sparse_deformed`) are not needed while decoding
         logits = self.final(run_chain(out, self.resblocks_2d, self.up_blocks))
         output.update(prediction_logits=logits, prediction=torch.sigmoid(logits))
         return output

@@ -14,12 +14,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...nn.precision import full_precision
-from ..keypoints import Keypoints
-from .blocks import ResBottleneck
+from ...warping.keypoints import Keypoints
 from .config import FaceVidConfig
 
 # the official code converts degrees with 3.14, not pi; kept, since the weights were trained with it
 DEGREES_TO_RADIANS = 3.14 / 180
+
+
+class ResBottleneck(nn.Module):
+    """ResNet bottleneck (1x1 -> 3x3 with `stride` -> 1x1, BatchNorm after each) at constant width; a strided
+    block projects its shortcut with a strided 1x1 conv + BatchNorm (`skip`, `norm4`)."""
+
+    def __init__(self, in_features: int, stride: int):
+        super().__init__()
+        inner = in_features // 4
+        self.conv1 = nn.Conv2d(in_features, inner, kernel_size=1)
+        self.conv2 = nn.Conv2d(inner, inner, kernel_size=3, padding=1, stride=stride)
+        self.conv3 = nn.Conv2d(inner, in_features, kernel_size=1)
+        self.norm1 = nn.BatchNorm2d(inner, affine=True)
+        self.norm2 = nn.BatchNorm2d(inner, affine=True)
+        self.norm3 = nn.BatchNorm2d(in_features, affine=True)
+        self.stride = stride
+        if stride != 1:
+            self.skip = nn.Conv2d(in_features, in_features, kernel_size=1, stride=stride)
+            self.norm4 = nn.BatchNorm2d(in_features, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm1(self.conv1(x)))
+        out = F.relu(self.norm2(self.conv2(out)))
+        out = self.norm3(self.conv3(out))
+        shortcut = self.norm4(self.skip(x)) if self.stride != 1 else x
+        return F.relu(out + shortcut)
 
 
 @dataclass
@@ -86,9 +111,9 @@ class HEEstimator(nn.Module):
         # the pose becomes keypoint positions (a rotation of every keypoint), so it stays float32 under autocast
         with full_precision(x):
             features = self.features(x.to(self.fc_t.weight.dtype))
-        # the released weights were trained with yaw read from `fc_roll` and roll from `fc_yaw`
-        return HeadPose(yaw=self.fc_roll(features), pitch=self.fc_pitch(features), roll=self.fc_yaw(features),
-                        t=self.fc_t(features), exp=self.fc_exp(features))
+            # the released weights were trained with yaw read from `fc_roll` and roll from `fc_yaw`
+            return HeadPose(yaw=self.fc_roll(features), pitch=self.fc_pitch(features), roll=self.fc_yaw(features),
+                            t=self.fc_t(features), exp=self.fc_exp(features))
 
 
 def bins_to_degrees(logits: torch.Tensor) -> torch.Tensor:
