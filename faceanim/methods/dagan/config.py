@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 from ... import fileio
 from ...errors import InputError
-from ...settings import AugmentationParams, NestedSettings, config_section, official_section, settings_builder
+from ...settings import (AugmentationParams, NestedSettings, config_section, official_section, settings_builder,
+                          settings_checker)
 
 GENERATORS = ("DepthAwareGenerator", "SPADEDepthAwareGenerator")
 KP_INPUT_CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}   # what the keypoint detector sees
@@ -24,13 +25,7 @@ DEPTH_LAYERS = (18, 50)
 OWNER = "dagan config"
 
 
-def _check(checks: list[tuple[bool, str]]) -> None:
-    for ok, message in checks:
-        if not ok:
-            raise InputError(None, f"dagan config: {message}")
-
-
-_build = settings_builder(OWNER)
+_check, _build = settings_checker(OWNER), settings_builder(OWNER)
 
 
 def _downsamples_cleanly(size: int, scale: float, num_blocks: int) -> bool:

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from ... import fileio
 from ...errors import InputError
-from ...settings import AugmentationParams, build_settings, config_section
+from ...settings import AugmentationParams, config_section, settings_builder, settings_checker
 from ...warping.fomm import FOMMConfig
 
 # DECA's code layout (decalib/utils/config.py): the order in which E_flame's 236 outputs are split.
@@ -35,10 +35,7 @@ DECA_CODES = (("shape", 100), ("tex", 50), ("exp", 50), ("pose", 6), ("cam", 3),
 ATTRIBUTE_CODES = ("exp", "pose")   # the attribute is exp ⊕ pose of the source minus the driving frame
 
 
-def _check(checks: list[tuple[bool, str]]) -> None:
-    for ok, message in checks:
-        if not ok:
-            raise InputError(None, f"fadm config: {message}")
+_check = settings_checker("fadm config")
 
 
 @dataclass(frozen=True)
@@ -118,14 +115,8 @@ PRESET_ALIASES = {"released": "vox256"}   # the earlier name of vox256
 COLOUR_REFERENCES = ("driving", "coarse")
 
 
-def _check(checks: list[tuple[bool, str]]) -> None:
-    for ok, message in checks:
-        if not ok:
-            raise InputError(None, f"fadm training config: {message}")
-
-
-def _build(cls, values: Mapping[str, Any], where: str):
-    return build_settings(cls, values, where=where, owner="fadm training config")
+_check_training = settings_checker("fadm training config")
+_build = settings_builder("fadm training config")
 
 
 @dataclass(frozen=True)
@@ -136,7 +127,7 @@ class LossWeights:
     color: float = 1.0
 
     def __post_init__(self):
-        _check([(self.norm >= 0 and self.color >= 0, "loss weights must be >= 0"),
+        _check_training([(self.norm >= 0 and self.color >= 0, "loss weights must be >= 0"),
                 (self.norm > 0, "the norm (ε) loss weight must be > 0")])
 
 
@@ -181,7 +172,7 @@ class FADMTrainConfig:
         object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
         object.__setattr__(self, "trainer", dict(self.trainer))
         positive = ("learning_rate", "num_epochs", "num_repeats", "batch_size", "checkpoint_freq")
-        _check([(getattr(self, name) > 0, f"{name} must be > 0") for name in positive]
+        _check_training([(getattr(self, name) > 0, f"{name} must be > 0") for name in positive]
                + [(self.colour_reference in COLOUR_REFERENCES,
                    f"colour_reference must be one of {', '.join(COLOUR_REFERENCES)}"),
                   (len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
@@ -202,7 +193,7 @@ class FADMTrainConfig:
     def from_dict(cls, data: Mapping[str, Any], *, base: str | os.PathLike = ".") -> "FADMTrainConfig":
         """From the YAML layout; relative `coarse.official_config` paths are relative to `base`."""
         unknown = sorted(set(data) - {"model", "coarse", "train", "dataset", "trainer", "weights"})
-        _check([(not unknown, f"unknown sections {', '.join(unknown)}")])
+        _check_training([(not unknown, f"unknown sections {', '.join(unknown)}")])
         model = model_from_dict(data.get("model") or {})
         values = {**_section(data, "train", ("loss_weights", "colour_reference", "learning_rate", "adam_betas",
                                              "num_epochs", "num_repeats", "batch_size", "checkpoint_freq",
@@ -225,7 +216,7 @@ def model_from_dict(section: Mapping[str, Any]) -> FADMConfig:
     section = dict(section)
     preset = section.pop("preset", "vox256")
     preset = PRESET_ALIASES.get(preset, preset)
-    _check([(preset in PRESETS, f"unknown model preset {preset!r} (choose {', '.join(PRESETS)})")])
+    _check_training([(preset in PRESETS, f"unknown model preset {preset!r} (choose {', '.join(PRESETS)})")])
     values = PRESETS[preset]().to_dict()
     values["unet"].update(section.pop("unet", None) or {})
     values.update(section)
@@ -238,7 +229,7 @@ def coarse_from_dict(section: Mapping[str, Any], image_size: int, base: str | os
     section = dict(section)
     official = section.pop("official_config", None)
     if official is not None:
-        _check([(not section, "coarse: give official_config or FOMM settings, not both")])
+        _check_training([(not section, "coarse: give official_config or FOMM settings, not both")])
         return read_fomm_config(Path(base) / official, image_size)
     return _build(FOMMConfig, {"image_size": image_size, **section}, "coarse")
 
