@@ -48,14 +48,19 @@ class GaussianDiffusion(nn.Module):
 
     def losses(self, x0: torch.Tensor, condition: Condition, *, t: torch.Tensor | None = None,
                noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """The official training terms: `norm`, the ε loss summed over batch and pixels, and `color`."""
+        """One training step on real frames `x0`, the official `p_losses`: t ~ U{0, .., T−1} and then
+        ε ~ N(0, I) (in that order, from `generator` or the global RNG, as the official `torch.randint` then
+        `torch.randn_like`) unless given; x_t = q_sample(x0, t, ε); (ε̂, colour loss) = denoise_fn(x_t, t,
+        condition). Returns the losses `norm` (|ε − ε̂| summed over batch, channels and pixels) and `color`
+        (the condition network's mean colour-feature L1), and the step's `t`, `noise`, `x_t` and `eps` (ε̂)."""
         if t is None:
             t = sample_timesteps(x0.shape[0], self.num_timesteps, device=x0.device, generator=generator)
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.schedule().q_sample(x0, t, noise)
-        predicted, color_loss = self.denoise_fn(x_t, t, condition)
-        return {"norm": epsilon_loss(predicted, noise, kind=self.loss_type, reduction="sum"), "color": color_loss}
+        eps, color = self.denoise_fn(x_t, t, condition)
+        return {"norm": epsilon_loss(eps, noise, kind=self.loss_type, reduction="sum"), "color": color,
+                "t": t, "noise": noise, "x_t": x_t, "eps": eps}
 
 
 class FADMModel(nn.Module):

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ...checkpoints import CONFIG_NAME, load_checkpoint, load_into, state_dict_from
-from ...diffusion import SeededNoise, epsilon_loss, sample_timesteps
+from ...diffusion import SeededNoise
 from ...errors import InputError
 from ...registry import get_method
 from ...train import (FitResult, PairOptions, Phase, TrainingMethod, export_on_main, fit_in_epochs,
@@ -62,23 +62,9 @@ class TrainableRenderer(FADMModel):
 def renderer_step(renderer: FADMModel, x0: torch.Tensor, condition: Condition, *, t: torch.Tensor | None = None,
                   noise: torch.Tensor | None = None,
                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """One training step of the renderer on real frames `x0`, the official `GaussianDiffusion.p_losses`:
-    t ~ U{0, .., T−1} and then ε ~ N(0, I) (in that order, from `generator` or the global RNG, as the
-    official `torch.randint` then `torch.randn_like`) unless given; x_t = q_sample(x0, t, ε);
-    (ε̂, colour loss) = denoise_fn(x_t, t, condition).
-
-    Returns the losses `norm` (|ε − ε̂| summed over batch, channels and pixels) and `color` (the
-    condition network's mean |pre_conv_color(generated) − pre_conv_color(driving)|), and the step's
-    `t`, `noise`, `x_t` and `eps` (ε̂)."""
-    diffusion = renderer.diffusion
-    if t is None:
-        t = sample_timesteps(x0.shape[0], diffusion.num_timesteps, device=x0.device, generator=generator)
-    if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    x_t = diffusion.schedule().q_sample(x0, t, noise)
-    eps, color = diffusion.denoise_fn(x_t, t, condition)
-    return {"norm": epsilon_loss(eps, noise, kind=diffusion.loss_type, reduction="sum"), "color": color,
-            "t": t, "noise": noise, "x_t": x_t, "eps": eps}
+    """One training step of the renderer on real frames `x0` (`GaussianDiffusion.losses`, the official
+    `p_losses`): the losses `norm` and `color` and the step's `t`, `noise`, `x_t` and `eps`."""
+    return renderer.diffusion.losses(x0, condition, t=t, noise=noise, generator=generator)
 
 
 @dataclass(frozen=True)
