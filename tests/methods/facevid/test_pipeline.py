@@ -10,6 +10,7 @@ from faceanim.errors import InputError
 from faceanim.methods.facevid import FaceVidPipeline, FreeView
 from faceanim.warping import MotionOptions
 
+from ...conv_dtypes import conv_output_dtypes, dtypes_under
 from .tiny_files import crops, tiny_model, write_official
 
 
@@ -83,24 +84,6 @@ def test_free_view_fixes_the_head_angles(clip):
     assert torch.allclose(kp, expected, atol=1e-6)
 
 
-def _conv_output_dtypes(model: torch.nn.Module, run) -> tuple:
-    """(run(), {name: dtypes of its outputs} of every 2-D/3-D convolution of `model` that ran in `run`)."""
-    seen: dict[str, set] = {}
-    handles = [module.register_forward_hook(lambda m, args, out, name=name: seen.setdefault(name, set()).add(out.dtype))
-               for name, module in model.named_modules() if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d))]
-    try:
-        return run(), seen
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _dtypes(convs: dict, *, under: str, but_not: str | None = None) -> set:
-    chosen = [d for n, d in convs.items() if n.startswith(under) and not (but_not and n.startswith(but_not))]
-    assert chosen, f"no convolution under {under} ran"
-    return set().union(*chosen)
-
-
 def test_fast_mode_stays_close(clip):
     model = tiny_model()
     exact, fast = (FaceVidPipeline(model, device="cpu", precision=p, batch_size=3) for p in ("exact", "fast"))
@@ -113,12 +96,12 @@ def test_fast_mode_stays_close(clip):
         source = pipeline.prepare_source(clip[0])
         poses[pipeline.precision] = pipeline.head_poses(clip[1:4])
         initial = pipeline.head_poses(clip[:1])
-        outputs[pipeline.precision], convs[pipeline.precision] = _conv_output_dtypes(
+        outputs[pipeline.precision], convs[pipeline.precision] = conv_output_dtypes(
             pipeline.model, lambda: pipeline.generate(source, poses[pipeline.precision], initial,
                                                       MotionOptions(relative=True)))
-    assert _dtypes(convs["exact"], under="") == {torch.float32}
-    assert _dtypes(convs["fast"], under="generator.", but_not="generator.dense_motion_network.") == {torch.bfloat16}
-    assert _dtypes(convs["fast"], under="generator.dense_motion_network.") == {torch.float32}
+    assert dtypes_under(convs["exact"], under="") == {torch.float32}
+    assert dtypes_under(convs["fast"], under="generator.", but_not="generator.dense_motion_network.") == {torch.bfloat16}
+    assert dtypes_under(convs["fast"], under="generator.dense_motion_network.") == {torch.float32}
     assert "generator.final" in convs["fast"]
     assert outputs["exact"]["prediction_logits"].dtype == torch.float32
     assert outputs["fast"]["prediction_logits"].dtype == torch.bfloat16     # the generator did run in half precision
@@ -135,8 +118,8 @@ def test_fast_mode_stays_close(clip):
     with torch.no_grad():
         expected = model.canonical_keypoints(images).value
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            keypoints, convs_inside = _conv_output_dtypes(model, lambda: model.canonical_keypoints(images))
-    assert _dtypes(convs_inside, under="kp_detector.") == {torch.float32}
+            keypoints, convs_inside = conv_output_dtypes(model, lambda: model.canonical_keypoints(images))
+    assert dtypes_under(convs_inside, under="kp_detector.") == {torch.float32}
     assert keypoints.value.dtype == torch.float32 and torch.equal(keypoints.value, expected)
 
 
@@ -146,8 +129,8 @@ def test_head_pose_estimator_keeps_float32_under_autocast(clip):
     with torch.no_grad():
         expected = model.head_pose(images)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            pose, convs_inside = _conv_output_dtypes(model, lambda: model.head_pose(images))
-    assert _dtypes(convs_inside, under="he_estimator.") == {torch.float32}
+            pose, convs_inside = conv_output_dtypes(model, lambda: model.head_pose(images))
+    assert dtypes_under(convs_inside, under="he_estimator.") == {torch.float32}
     for field in ("yaw", "pitch", "roll", "t", "exp"):
         assert getattr(pose, field).dtype == torch.float32, field
         assert torch.equal(getattr(pose, field), getattr(expected, field)), field

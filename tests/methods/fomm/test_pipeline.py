@@ -13,6 +13,7 @@ from faceanim.methods.fomm import FOMMPipeline
 from faceanim.warping import MotionOptions
 from faceanim.warping.keypoints import Keypoints
 
+from ...conv_dtypes import conv_output_dtypes, dtypes_under
 from .tiny_files import SIZE, crops, write_files
 
 
@@ -161,24 +162,6 @@ def test_source_keypoints_are_computed_once_per_video(pipeline, clip):
         handle.remove()
 
 
-def _conv_output_dtypes(model: torch.nn.Module, run) -> tuple:
-    """(run(), {name: dtypes of its outputs} of every convolution of `model` that ran in `run`)."""
-    seen: dict[str, set] = {}
-    handles = [module.register_forward_hook(lambda m, args, out, name=name: seen.setdefault(name, set()).add(out.dtype))
-               for name, module in model.named_modules() if isinstance(module, torch.nn.Conv2d)]
-    try:
-        return run(), seen
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _dtypes(convs: dict, *, under: str, but_not: str | None = None) -> set:
-    chosen = [d for n, d in convs.items() if n.startswith(under) and not (but_not and n.startswith(but_not))]
-    assert chosen, f"no convolution under {under} ran"
-    return set().union(*chosen)
-
-
 def _exact_and_fast(files) -> list[FOMMPipeline]:
     return [FOMMPipeline.from_pretrained(files["checkpoint"], config=files["config"], device="cpu", batch_size=3,
                                          precision=precision) for precision in ("exact", "fast")]
@@ -191,12 +174,12 @@ def test_fast_mode_runs_the_generator_in_bfloat16_and_stays_close(files, clip):
     sources, frames, convs = {}, {}, {}
     for pipeline in _exact_and_fast(files):
         sources[pipeline.precision] = source = pipeline.prepare_source(clip[0])
-        frames[pipeline.precision], convs[pipeline.precision] = _conv_output_dtypes(
+        frames[pipeline.precision], convs[pipeline.precision] = conv_output_dtypes(
             pipeline.model, lambda: np.stack(list(pipeline.animate_crops(source, clip[1:], clip[0], absolute))))
-    assert _dtypes(convs["exact"], under="") == {torch.float32}
-    assert _dtypes(convs["fast"], under="generator.", but_not="generator.dense_motion_network.") == {torch.bfloat16}
-    assert _dtypes(convs["fast"], under="generator.dense_motion_network.") == {torch.float32}
-    assert _dtypes(convs["fast"], under="kp_detector.") == {torch.float32}
+    assert dtypes_under(convs["exact"], under="") == {torch.float32}
+    assert dtypes_under(convs["fast"], under="generator.", but_not="generator.dense_motion_network.") == {torch.bfloat16}
+    assert dtypes_under(convs["fast"], under="generator.dense_motion_network.") == {torch.float32}
+    assert dtypes_under(convs["fast"], under="kp_detector.") == {torch.float32}
     assert sources["fast"].keypoints.value.dtype == torch.float32
     assert torch.equal(sources["exact"].keypoints.value, sources["fast"].keypoints.value)
     assert frames["fast"].dtype == np.uint8 and frames["fast"].shape == frames["exact"].shape
