@@ -56,17 +56,21 @@ def _checked(task: str, method: str, output) -> MethodSpec:
     return spec
 
 
+def _loaded(task: str, method: str, output, checkpoint, settings: dict):
+    """The method's pipeline for `task` and its crop-route options (None for a pipeline of whole images)."""
+    spec = _checked(task, method, output)
+    route = _crop_settings(spec, settings)
+    return _pipeline(spec, task, checkpoint, settings), route
+
+
 def reenact(source: str | os.PathLike, driving: str | os.PathLike, output: str | os.PathLike | None = None, *,
             method: str = "warp", checkpoint: str | os.PathLike | None = None, show_progress: bool | None = None,
             **settings) -> Path | Iterator[np.ndarray]:
     """Animate the photo `source` with the video `driving`; write `output` (returned) or, when it is
     None, return an iterator over the output frames (uint8 (H, W, 3) RGB, the photo's size)."""
-    spec = _checked("reenact", method, output)
-    route = _crop_settings(spec, settings)
+    pipeline, route = _loaded("reenact", method, output, checkpoint, settings)
     if route is not None:
-        pipeline = _pipeline(spec, "reenact", checkpoint, settings)
         return reenact_crops(pipeline, source, driving, output, options=route, show_progress=show_progress)
-    pipeline = load_pipeline("reenact", method, checkpoint, **settings)
     prepared = pipeline.prepare_source(read_image(source), path=source)
     rate, total, audio = video_rate_and_sound(driving)   # a broken driving video fails here
 
@@ -81,14 +85,11 @@ def talk(source: str | os.PathLike, audio: str | os.PathLike, output: str | os.P
          **settings) -> Path | Iterator[np.ndarray]:
     """Make the photo `source` speak `audio` (any format PyAV decodes); write `output` (returned) or
     return an iterator over the frames. The video lasts as long as the audio (to the nearest frame)."""
-    spec = _checked("talk", method, output)
-    route = _crop_settings(spec, settings)
+    pipeline, route = _loaded("talk", method, output, checkpoint, settings)
     if route is not None:
-        pipeline = _pipeline(spec, "talk", checkpoint, settings)
         return talk_crops(pipeline, source, audio, output, options=route, show_progress=show_progress)
     from ..audio import frame_count
 
-    pipeline = load_pipeline("talk", method, checkpoint, **settings)
     speech = read_audio(audio, sample_rate=None)
     prepared = pipeline.prepare_source(read_image(source), path=source)
     fps = pipeline.config.fps
@@ -102,11 +103,9 @@ def edit(video: str | os.PathLike, output: str | os.PathLike | None = None, *, m
     """Edit the face in every frame of `video` (the method's `edit_crops`: crops in, crops out) and paste
     the results back, keeping the sound; write `output` (returned) or return an iterator over the frames.
     `settings` are the pipeline's (the edit itself among them)."""
-    spec = _checked("edit", method, output)
-    route = _crop_settings(spec, settings)
-    if route is None:
+    if _checked("edit", method, output).kind == "image":
         raise InputError(None, f"--method {method} edits no face crops; edit needs a model of face crops")
-    pipeline = _pipeline(spec, "edit", checkpoint, settings)
+    pipeline, route = _loaded("edit", method, output, checkpoint, settings)
     return process_video_crops(pipeline.edit_crops, pipeline, video, output, options=route, desc="edit",
                                show_progress=show_progress)
 
