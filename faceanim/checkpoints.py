@@ -5,6 +5,9 @@ weights-only unpickler. Foreign classes inside them (a Lightning `hyper_paramete
 `argparse.Namespace`) are rebuilt as inert `OpaqueObject`s that only hold their data: no code from the
 file ever runs, and modules such as `os`/`subprocess` stay blocked by PyTorch.
 
+TorchScript archives (`torch.jit.save`, e.g. Diffused Heads' networks) are never loaded as TorchScript:
+`jit_archive` reads their parameters and buffers as a flat state dict without running their code.
+
 A converted model is a folder with `config.json` + `model.safetensors` (`save_pretrained` /
 `load_pretrained`).
 """
@@ -22,6 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .errors import CheckpointError, InputError
 from .fileio import atomic_path
+from .jit_archive import is_torchscript_archive, read_torchscript_tensors
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,8 @@ def load_checkpoint(path: str | os.PathLike, *, expected_sha256: str | None = No
         raise CheckpointError(path, f"sha256 {digest} does not match the expected {expected_sha256}")
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
+    if is_torchscript_archive(path):
+        return read_torchscript_tensors(path)
     return _load_pickle(path)
 
 
