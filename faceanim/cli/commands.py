@@ -9,7 +9,7 @@ from .options import add_method_options, method_settings, specs_for
 
 
 # crop kinds of `track`/`preprocess` (faceanim.face.video.CROP_KINDS, kept here so that parsing loads no face code)
-CROP_KINDS = ["fomm", "ffhq"]
+CROP_KINDS = ["fomm", "ffhq", "sda"]
 TASK_INPUTS = {"reenact": ("source", "driving"), "talk": ("source", "audio"), "edit": ("video",)}
 
 
@@ -227,7 +227,8 @@ def add_preprocess(sub) -> None:
     p.add_argument("inputs", nargs="+", help="videos, or folders searched for videos")
     p.add_argument("--out", required=True, help="dataset folder (one sub-folder per clip)")
     p.add_argument("--crop", choices=CROP_KINDS, default=CROP_KINDS[0],
-                   help="fomm: VoxCeleb-style square crop (DaGAN/FOMM/FADM); ffhq: FFHQ alignment (DVA)")
+                   help="fomm: VoxCeleb-style square crop (DaGAN/FOMM/FADM); ffhq: FFHQ alignment (DVA); "
+                        "sda: face-processor alignment (Diffused Heads, CREMA)")
     p.add_argument("--size", type=int, default=256, help="crop size in pixels (default 256)")
     p.add_argument("--crop-motion", choices=["smooth", "fixed"], default="smooth",
                    help="smooth: the crop follows the face; fixed: one window per clip (fomm only)")

@@ -1,4 +1,5 @@
-"""Face crops and the transforms that map them back: FOMM/VoxCeleb-style boxes and FFHQ-style alignment.
+"""Face crops and the transforms that map them back: FOMM/VoxCeleb-style boxes, FFHQ-style alignment and
+the face-processor alignment of SDA and Diffused Heads (CREMA).
 
 A crop is made by one affine warp of the frame (`CropTransform.matrix`, frame -> crop pixel
 coordinates). Shrinking by more than about 1.4x first area-filters the face's neighbourhood, so crops
@@ -175,6 +176,86 @@ def ffhq_align(frame: np.ndarray, landmarks: np.ndarray, size: int = 256, *,
     FFHQ itself pads with reflection, hence the default border."""
     frame = as_rgb_image(frame, "frame")
     matrix = quad_crop_matrix(ffhq_quad(landmarks), size)
+    return warp_to_crop(frame, matrix, size, border), CropTransform(matrix, size, frame.shape[:2])
+
+
+# -- face-processor alignment (SDA, Diffused Heads) -----------------------------------------------------
+# DinoMan/face-processor at 239c5ce (face_processor/processor.py, `warp_img` and `normalise_face`; main.py, the
+# --scale/--offset/--out_size handling; README.md, the video command `--offset 0.11 0.336 0.155`) fits a
+# least-squares similarity (skimage 'similarity', i.e. Umeyama) from five stable landmarks - the nose tip
+# (33) and the outer and inner corners of both eyes (36, 39, 42, 45) - onto the same five points of a
+# mean face, and warps the frame with it. The mean face (the repository's top-level mean_face.npy, the
+# one its README passes with -m; the package's own data/mean_face.npy, used when none is given, is
+# another face with a shorter lower face) is moved so that its landmark box starts at 0.11 x box width from the
+# left and 0.336 x box height from the top; the output is (1 + 2 x 0.11) box widths by
+# (1 + 0.336 + 0.155) box heights: for that mean face (box 224 x 244, integer pixels as main.py rounds
+# them) a 273 x 363 (3:4 portrait) canvas.
+# Our crops are square: we keep face-processor's vertical layout (the canvas height is the square's
+# side) and centre its canvas horizontally in the square, i.e. 45 more canvas pixels of margin on each
+# side. The numbers below are the five template points in that square, normalised so that its outer
+# pixel edges are at 0 and 1 ((x + 0.5) / 363 with x the pixel centre), computed once from the mean
+# face and kept here as our own data. The mean face is not quite symmetric: its eye line drops about
+# 1.5 degrees to the image left, and so do the aligned crops, as in face-processor.
+SDA_STABLE_POINTS = (33, 36, 39, 42, 45)   # nose tip; outer and inner corner of the image-left eye; of the right
+SDA_TEMPLATE = np.array([
+    [0.51364, 0.56555],   # 33 nose tip
+    [0.31684, 0.34425],   # 36 outer corner, image-left eye
+    [0.42437, 0.35020],   # 39 inner corner, image-left eye
+    [0.58725, 0.34304],   # 42 inner corner, image-right eye
+    [0.69329, 0.33371],   # 45 outer corner, image-right eye
+])
+# Where the same mean face has its other features in the square (not used by the fit; for checks and
+# for callers that place things relative to the template): the eye centres (means of 36-41 and 42-47),
+# the mouth centre (mean of the corners 48 and 54), the chin (8), and its landmark box (left, top,
+# right, bottom; jaw ends to brows and chin).
+SDA_EYE_CENTERS = np.array([[0.36872, 0.34597], [0.64322, 0.33853]])
+SDA_MOUTH_CENTER = np.array([0.51929, 0.68801])
+SDA_CHIN = np.array([0.52365, 0.89713])
+SDA_FACE_BOX = (0.19198, 0.22503, 0.80990, 0.89713)
+
+
+def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The (2, 3) similarity (rotation, uniform scale, translation; no reflection) that maps the points
+    `source` (N, 2) onto `target` (N, 2) with the least sum of squared errors in target space."""
+    source = np.asarray(source, dtype=np.float64).reshape(-1, 2)
+    target = np.asarray(target, dtype=np.float64).reshape(-1, 2)
+    # As complex numbers the map is w = a z + b; least squares gives a from the centred points.
+    z, w = source[:, 0] + 1j * source[:, 1], target[:, 0] + 1j * target[:, 1]
+    zc, wc = z - z.mean(), w - w.mean()
+    spread = float(np.sum(np.abs(zc) ** 2))
+    if not spread > 1e-12:
+        raise InputError(None, "similarity_fit: the source points coincide")
+    a = np.sum(wc * np.conj(zc)) / spread
+    b = w.mean() - a * z.mean()
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
+
+
+def sda_quad(landmarks: np.ndarray) -> np.ndarray:
+    """The face-processor (SDA / Diffused Heads) crop square in the frame (4, 2): top-left, bottom-left,
+    bottom-right, top-right, as `ffhq_quad`. It is where the template square lands under the inverse of
+    the least-squares similarity from the five stable landmarks to `SDA_TEMPLATE`."""
+    points = as_landmarks(landmarks)
+    to_template = similarity_fit(points[list(SDA_STABLE_POINTS)], SDA_TEMPLATE)
+    if not abs(np.linalg.det(to_template[:, :2])) > 1e-12:
+        raise InputError(None, "sda_quad: degenerate landmarks (eyes and nose at one point)")
+    unit = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    return _apply(cv2.invertAffineTransform(to_template), unit)
+
+
+def sda_align_matrix(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The frame -> crop (2, 3) similarity of the face-processor alignment for a (size, size) crop:
+    the stable landmarks land on `SDA_TEMPLATE` x size (in pixel-edge coordinates) as closely as a
+    similarity allows."""
+    return quad_crop_matrix(sda_quad(landmarks), size)
+
+
+def sda_align(frame: np.ndarray, landmarks: np.ndarray, size: int = 128, *,
+              border: str = "replicate") -> tuple[np.ndarray, CropTransform]:
+    """The face-processor-aligned (size, size, 3) crop (SDA / Diffused Heads CREMA layout; their models
+    take 128 px) and its transform. face-processor fills outside the frame with black; we replicate the
+    edge by default, as the FOMM crops do (CREMA's faces never reach the frame's edge)."""
+    frame = as_rgb_image(frame, "frame")
+    matrix = sda_align_matrix(landmarks, size)
     return warp_to_crop(frame, matrix, size, border), CropTransform(matrix, size, frame.shape[:2])
 
 

@@ -17,13 +17,15 @@ import numpy as np
 from ..errors import InputError, NoFaceError
 from ..progress import progress
 from .crop import (FOMM_INCREASE, CropTransform, quad_from_center_axis, box_crop_matrix, ffhq_quad, fomm_box,
-                   quad_crop_matrix, warp_to_crop)
+                   quad_crop_matrix, sda_quad, warp_to_crop)
 from .detect import Box
 from .smoothing import smooth_sequence
 from .track import FaceTracker
 
 SQUARE_CROP, FFHQ_CROP = "fomm", "ffhq"   # VoxCeleb/FOMM-style square crops; FFHQ alignment
-CROP_KINDS = (SQUARE_CROP, FFHQ_CROP)
+SDA_CROP = "sda"                          # face-processor alignment (SDA, Diffused Heads on CREMA)
+CROP_KINDS = (SQUARE_CROP, FFHQ_CROP, SDA_CROP)
+_QUADS = {FFHQ_CROP: (ffhq_quad, "reflect"), SDA_CROP: (sda_quad, "replicate")}  # aligned kinds: quad, border
 
 
 @dataclasses.dataclass
@@ -111,19 +113,23 @@ def fill_missing(landmarks: list[np.ndarray | None]) -> np.ndarray:
 
 def plan_crops(landmarks: np.ndarray, frame_size: tuple[int, int], kind: str, size: int, *,
                smoothing: float = 2.0, motion: str = "smooth", increase: float = FOMM_INCREASE) -> CropPlan:
-    """Crop transforms for every frame. kind "fomm": square VoxCeleb-style boxes; "ffhq": FFHQ quads.
-    motion "smooth": the window follows the face, smoothed with sigma `smoothing` frames; "fixed": one
-    window for the whole clip (fomm only: the union of the boxes, as FOMM's crop-video.py does per segment,
-    so head motion stays inside the crop)."""
+    """Crop transforms for every frame. kind "fomm": square VoxCeleb-style boxes; "ffhq": FFHQ quads;
+    "sda": face-processor alignment (similarity of five stable landmarks to a mean face, see `sda_quad`).
+    motion "smooth": the window follows the face, smoothed with sigma `smoothing` frames (for the aligned
+    kinds the square's centre and its rotated, scaled half-side; face-processor itself averages the
+    stable points over the next 7 frames, a box filter that lags by 3 frames, where ours is centred);
+    "fixed": one window for the whole clip (fomm only: the union of the boxes, as FOMM's crop-video.py
+    does per segment, so head motion stays inside the crop)."""
     if kind not in CROP_KINDS:
-        raise InputError(None, f"unknown crop kind {kind!r} (choose {' or '.join(CROP_KINDS)})")
+        raise InputError(None, f"unknown crop kind {kind!r} (choose {', '.join(CROP_KINDS)})")
     if motion not in ("smooth", "fixed") or (motion == "fixed" and kind != "fomm"):
         raise InputError(None, f"crop motion {motion!r} is not available for {kind} crops")
-    if kind == "ffhq":
-        values = [np.concatenate([(q := ffhq_quad(lm)).mean(axis=0), (q[3] - q[0]) / 2]) for lm in landmarks]
+    if kind in _QUADS:
+        quad_of, border = _QUADS[kind]
+        values = [np.concatenate([(q := quad_of(lm)).mean(axis=0), (q[3] - q[0]) / 2]) for lm in landmarks]
         values = _smooth(values, smoothing)
         matrices = [quad_crop_matrix(quad_from_center_axis(v[:2], v[2:]), size) for v in values]
-        return CropPlan([CropTransform(m, size, frame_size) for m in matrices], border="reflect")
+        return CropPlan([CropTransform(m, size, frame_size) for m in matrices], border=border)
     boxes = [fomm_box(lm, frame_size, increase) for lm in landmarks]
     if motion == "fixed":
         boxes = [_union_square(boxes)] * len(boxes)

@@ -46,7 +46,7 @@ class PreprocessOptions:
 
     def __post_init__(self):
         if self.crop not in CROP_KINDS:
-            raise InputError(None, f"--crop must be fomm or ffhq, not {self.crop!r}")
+            raise InputError(None, f"--crop must be one of {', '.join(CROP_KINDS)}, not {self.crop!r}")
         if self.crop_motion not in ("smooth", "fixed") or (self.crop_motion == "fixed" and self.crop != SQUARE_CROP):
             raise InputError(None, f"--crop-motion {self.crop_motion} is not available with --crop {self.crop}")
         if not 16 <= self.size <= 2048:
