@@ -183,17 +183,26 @@ class NoiseSchedule:
             out["ddim_c1"] = out.pop("ddim_sigma")
         return out
 
-    def respace(self, use_timesteps: Iterable[int]) -> "NoiseSchedule":
+    def respace(self, use_timesteps: Iterable[int], *, max_beta: float | None = None) -> "NoiseSchedule":
         """A shorter process over the kept indices: beta'_k = 1 - abar[k]/abar[previous kept] (1 before
         the first), derived in this schedule's dtype as the reference code does; ``timestep_map``
-        composes, so the denoiser still sees original timesteps."""
+        composes, so the denoiser still sees original timesteps.
+
+        With few kept steps a beta' can round to exactly 1 (abar' = 0: the x0 estimate divides by zero and
+        the sampler returns NaN, as Diffused Heads' float32 `space(n <= 6)` does). ``max_beta`` replaces
+        only such betas (>= 1) by ``max_beta``; every finite beta' is kept as computed."""
         kept = sorted(set(int(i) for i in use_timesteps))
         if not kept or kept[0] < 0 or kept[-1] >= self.num_steps:
             raise ValueError(f"respaced indices must lie in [0, {self.num_steps})")
         index = torch.tensor(kept)
         kept_cumprod = self.alphas_cumprod[index]
         previous = torch.cat([torch.ones(1, dtype=self.dtype, device=self.device), kept_cumprod[:-1]])
-        return NoiseSchedule.from_betas(1 - kept_cumprod / previous, timestep_map=self.timestep_map[index])
+        betas = 1 - kept_cumprod / previous
+        if max_beta is not None:
+            if not 0 < max_beta < 1:
+                raise ValueError(f"max_beta must lie in (0, 1), got {max_beta}")
+            betas = torch.where(betas >= 1, torch.full_like(betas, max_beta), betas)
+        return NoiseSchedule.from_betas(betas, timestep_map=self.timestep_map[index])
 
     # ------------------------------------------------------------------ per-sample coefficients
     def gather(self, array: torch.Tensor, index: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:

@@ -165,15 +165,31 @@ def reenact_crops(pipeline, source: str | os.PathLike, driving: str | os.PathLik
 def talk_crops(pipeline, source: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike | None, *,
                options: CropOptions = CropOptions(), show_progress: bool | None = None):
     """Make the photo speak `audio` through `pipeline` (a `CropTalker`: `crop_size`, `fps`,
-    `prepare_source(crop)`, `talk_crops(prepared, speech)`); each crop is pasted back into the photo."""
+    `prepare_source(crop)`, `talk_crops(prepared, speech)`, optionally `check_speech(speech)`); each crop
+    is pasted back into the photo."""
     from ..audio import frame_count
 
     speech = read_audio(audio, sample_rate=None)
+    _check_speech(pipeline, speech, audio)
     photo = _prepare_photo(source, pipeline, options)
     prepared = pipeline.prepare_source(photo.crop)
     frames = (photo.placed(crop) for crop in pipeline.talk_crops(prepared, speech))
     return deliver(frames, output, pipeline.fps, audio=speech, total=frame_count(speech.duration, pipeline.fps),
                    desc="talk", show_progress=show_progress)
+
+
+def _check_speech(pipeline, speech, path) -> None:
+    """The model's own test of the speech (e.g. too short, silent), before any other work; its message
+    is about this file."""
+    check = getattr(pipeline, "check_speech", None)
+    if check is None:
+        return
+    try:
+        check(speech)
+    except InputError as err:
+        if err.path is not None:
+            raise
+        raise InputError(path, err.problem) from None
 
 
 # -- edit, refine -----------------------------------------------------------------------------------------
