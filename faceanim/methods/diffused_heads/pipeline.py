@@ -34,6 +34,7 @@ SAMPLE_RATE = 16_000
 MIN_SPEECH_SECONDS = 0.2       # one window of the speech encoder (5 frames)
 SILENCE_PEAK = 1e-4            # -80 dBFS: no speech at all
 BACKGROUNDS = ("keep", "green")
+DETECTION_SIZE = 320
 
 
 @dataclass
@@ -214,8 +215,14 @@ def _green_background(crop: np.ndarray) -> np.ndarray:
     from ...face import largest_face
     from ...face.background import replace_background
 
+    import cv2
+
+    # the detector misses faces under ~80 px: look on an upscaled copy of the (128 px) crop
+    scale = max(1.0, DETECTION_SIZE / crop.shape[0])
+    enlarged = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else crop
     try:
-        _, landmarks = largest_face(crop, "hog")
+        _, landmarks = largest_face(enlarged, "hog")
+        landmarks = landmarks / scale
     except InputError:
         log.warning("no face found on the identity crop; its background is kept")
         return crop
