@@ -32,6 +32,32 @@ def legacy_qkv_attention(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     return attended.transpose(2, 3).reshape(batch, heads * channels, length)
 
 
+def _phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """(Co, Ci, 3, 3) -> (4·Co, Ci, 2, 2): for each output phase (row parity p, column parity q) of a 3x3
+    convolution over a nearest-2x upsampled input, the taps that land on the same low-resolution pixel
+    summed (p = 0 sees low rows i-1, i, i as [w0, w1 + w2]; p = 1 sees i, i, i+1 as [w0 + w1, w2])."""
+    def fold(w: torch.Tensor, dim: int) -> list[torch.Tensor]:
+        a, b, c = w.unbind(dim)
+        return [torch.stack([a, b + c], dim), torch.stack([a + b, c], dim)]
+    return torch.cat([q for p in fold(weight, 2) for q in fold(p, 3)], dim=0)
+
+
+def upsampled_conv3x3(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """`conv(F.interpolate(h, scale_factor=2, mode="nearest"))` for a 3x3, stride-1, padding-1 `conv`,
+    computed at the low resolution: each output phase is a 2x2 convolution with folded taps, 16 instead of
+    36 multiply-adds per low-resolution pixel (2.25x fewer), equal up to float rounding."""
+    batch, _, height, width = h.shape
+    out_channels = conv.out_channels
+    phases = F.conv2d(F.pad(h, (1, 1, 1, 1)), _phase_kernels(conv.weight).to(h.dtype))   # (B, 4·Co, H+1, W+1)
+    phases = phases.view(batch, 2, 2, out_channels, height + 1, width + 1)
+    out = h.new_empty(batch, out_channels, height, 2, width, 2)
+    for p in (0, 1):
+        for q in (0, 1):
+            out[:, :, :, p, :, q] = phases[:, p, q, :, p:p + height, q:q + width]
+    out = out.view(batch, out_channels, 2 * height, 2 * width)
+    return out if conv.bias is None else out + conv.bias.to(h.dtype)[:, None, None]
+
+
 def head_count(channels: int, num_heads: int, num_head_channels: int) -> int:
     """guided-diffusion's rule: `num_head_channels` (if not -1) fixes the head width, else `num_heads`."""
     if num_head_channels == -1:
