@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, TYPE_CHECKING, Iterator
 
 from .errors import InputError
 
@@ -93,17 +93,32 @@ def config_file(source: str | os.PathLike, package: str) -> Path | Traversable:
     return files(package) / PACKAGED_CONFIG_FOLDER / name
 
 
+def read_yaml(path, *, name: str | os.PathLike | None = None) -> Any:
+    """The YAML document of `path` (a file or a packaged resource: anything with `read_text`); InputError
+    naming `name` (default `path`) when it cannot be read or is not YAML."""
+    import yaml
+
+    name = path if name is None else name
+    try:
+        return yaml.safe_load(path.read_text() if hasattr(path, "read_text") else Path(path).read_text())
+    except OSError as err:
+        raise InputError(name, f"cannot read the config ({err.strerror or err})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise InputError(name, f"is not valid YAML ({str(err).splitlines()[0]})") from None
+
+
+def read_yaml_mapping(path, *, name: str | os.PathLike | None = None, what: str = "training config") -> dict:
+    """`read_yaml`, which must give a mapping (else InputError: "is not a `what` (expected a mapping)")."""
+    data = read_yaml(path, name=name)
+    if not isinstance(data, dict):
+        raise InputError(path if name is None else name, f"is not a {what} (expected a mapping)")
+    return data
+
+
 def read_official_model_params(path: str | os.PathLike, what: str) -> tuple[dict, int]:
     """(`model_params`, frame size) of an official FOMM-family YAML (DaGAN, FOMM, face-vid2vid); a file that
     cannot be read, is not YAML or has no `model_params` raises InputError naming it as not a `what` config."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise InputError(path, f"cannot read the config ({err.strerror or err})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise InputError(path, f"is not valid YAML ({str(err).splitlines()[0]})") from None
+    data = read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("model_params"), dict):
         raise InputError(path, f"is not a {what} config (no model_params section)")
     frame_shape = (data.get("dataset_params") or {}).get("frame_shape") or [256]

@@ -447,17 +447,7 @@ def load_train_config(source: str | os.PathLike) -> TrainConfig:
 
     Our layout says `stage: dagan` (the default) or `stage: depth`; an official DaGAN YAML
     (`model_params`/`train_params`, e.g. vox-adv-256.yaml) is recognised and mapped."""
-    import yaml
-
-    path = fileio.config_file(source, __package__)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise InputError(source, f"cannot read the config ({err.strerror or err})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise InputError(source, f"is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputError(source, "is not a training config (expected a mapping)")
+    data = fileio.read_yaml_mapping(fileio.config_file(source, __package__), name=source)
     try:
         if "model_params" in data or "train_params" in data:
             return DaGANTrainConfig.from_official(data)

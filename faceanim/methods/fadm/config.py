@@ -236,28 +236,13 @@ def coarse_from_dict(section: Mapping[str, Any], image_size: int, base: str | os
 
 def read_fomm_config(path: str | os.PathLike, image_size: int) -> FOMMConfig:
     """The FOMM animator of an official YAML (`model_params`, as config/vox-256_fomm.yaml)."""
-    data = _read_yaml(path)
+    data = fileio.read_yaml_mapping(path)
     if "model_params" not in data:
         raise InputError(path, "is not an official FOMM config (no model_params)")
     try:
         return FOMMConfig.from_official(data["model_params"], image_size=image_size)
     except InputError as err:
         raise InputError(path, err.problem) from None
-
-
-def _read_yaml(path: Any) -> dict:
-    """A YAML mapping from a path or a packaged resource."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text() if hasattr(path, "read_text") else Path(path).read_text())
-    except OSError as err:
-        raise InputError(path, f"cannot read the config ({err.strerror or err})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise InputError(path, f"is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "is not a training config (expected a mapping)")
-    return data
 
 
 def packaged_configs() -> list[str]:
@@ -267,7 +252,7 @@ def packaged_configs() -> list[str]:
 
 def load_train_config(source: str | os.PathLike) -> FADMTrainConfig:
     """A training config from a YAML file or a packaged name (`tiny.yaml`, `vox256`)."""
-    data = _read_yaml(fileio.config_file(source, __package__))
+    data = fileio.read_yaml_mapping(fileio.config_file(source, __package__))
     try:
         return FADMTrainConfig.from_dict(data, base=Path(source).parent)
     except InputError as err:
