@@ -29,6 +29,7 @@ from tests.conftest import REPO
 from . import run_training
 from .test_model import VOX_ADV_256
 from .test_weights import save_official_layout
+from tests.config_checks import assert_bad_config_refused
 
 TINY = load_train_config("tiny.yaml")
 FROZEN = ("depth_encoder", "depth_decoder", "perceptual", "discriminator_pyramid")
@@ -198,13 +199,7 @@ def test_the_official_yaml_loads_as_run_py_trains_it(tmp_path):
     ("train: [unclosed", "not valid YAML"),
 ])
 def test_bad_configs_name_the_file_and_the_problem(tmp_path, text, problem):
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(InputError, match=problem) as caught:
-        load_train_config(path)
-    assert str(path) in str(caught.value)
-    with pytest.raises(InputError, match="config not found"):
-        load_train_config("no-such-config")
+    assert_bad_config_refused(load_train_config, tmp_path, text, problem)
 
 
 # ------------------------------------------------------------------------------- weight files

@@ -32,6 +32,7 @@ from faceanim.methods.diffused_heads.training import (DiffusedHeadsTraining, Spe
                                                       resolve_weights, talking_dataset, train_diffused_heads)
 from faceanim.methods.diffused_heads.weights import load_converted, load_model, save_converted
 from faceanim.train import state
+from tests.config_checks import assert_bad_config_refused
 
 TINY = load_train_config("tiny.yaml")
 LOGMEL = SpeechFeatures("logmel", 25.0)
@@ -102,13 +103,7 @@ def test_packaged_configs_are_the_official_setup_and_a_tiny_one():
     ("- a list", "expected a mapping"),
 ])
 def test_bad_configs_name_the_file_and_the_problem(tmp_path, text, problem):
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(InputError, match=problem) as caught:
-        load_train_config(path)
-    assert str(path) in str(caught.value)
-    with pytest.raises(InputError, match="config not found"):
-        load_train_config("no-such-config")
+    assert_bad_config_refused(load_train_config, tmp_path, text, problem)
 
 
 # ------------------------------------------------------------------------------- data sampling

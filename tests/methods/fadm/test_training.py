@@ -25,6 +25,7 @@ from faceanim.methods.fadm.weights import load_converted, save_converted
 from faceanim.train import state
 from faceanim.warping.fomm import FOMMConfig, FOMMModel
 from tests.conftest import write_face_clip
+from tests.config_checks import assert_bad_config_refused
 
 TINY = load_train_config("tiny.yaml")
 ENVIRONMENT = ("FACEANIM_FADM_COARSE", "FACEANIM_DECA")
@@ -112,13 +113,7 @@ def test_the_coarse_animator_comes_from_an_official_fomm_yaml(tmp_path):
     ("- a list", "expected a mapping"),
 ])
 def test_bad_configs_name_the_file_and_the_problem(tmp_path, text, problem):
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(InputError, match=problem) as caught:
-        load_train_config(path)
-    assert str(path) in str(caught.value)
-    with pytest.raises(InputError, match="config not found"):
-        load_train_config("no-such-config")
+    assert_bad_config_refused(load_train_config, tmp_path, text, problem)
 
 
 # ------------------------------------------------------------------------------- weight files
