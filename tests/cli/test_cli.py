@@ -23,7 +23,6 @@ def test_help_lists_every_subcommand():
 
 @pytest.mark.parametrize("argv", [
     ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "emo"],
-    ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "diffused_heads"],
     ["edit", "v.mp4", "-o", "o.mp4", "--method", "dva"],
     ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "dva"],
     ["convert", "dva", "x.ckpt", "-o", "out"],
