@@ -23,6 +23,7 @@ import torch
 
 from ...audio import frame_count
 from ...errors import InputError
+from ...face.background import CHROMA_GREEN
 from ...nn.pipeline import CropPipeline
 from .config import DiffusedHeadsConfig
 from .model import DiffusedHeadsUNet
@@ -39,9 +40,19 @@ DETECTION_SIZE = 320
 
 @dataclass
 class Identity:
-    """A prepared identity: the crop as a tensor (1, 3, S, S) in [-1, 1] on the pipeline's device."""
+    """A prepared identity: the crop as a tensor (1, 3, S, S) in [-1, 1] on the pipeline's device; with the
+    green background, also the photo's own crop and the head mask that puts its background back."""
 
     image: torch.Tensor
+    crop: np.ndarray | None = None
+    head: np.ndarray | None = None     # float32 (S, S, 1): 1 on the head, 0 on the replaced background
+
+    def restore_background(self, generated: np.ndarray) -> np.ndarray:
+        """The generated crop with the photo's background where the model saw green (no green box is pasted)."""
+        if self.head is None:
+            return generated
+        mixed = self.head * generated.astype(np.float32) + (1 - self.head) * self.crop.astype(np.float32)
+        return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
 class _QueueNoise(FrameNoise):
@@ -149,7 +160,10 @@ class DiffusedHeadsPipeline(CropPipeline):
     @torch.inference_mode()
     def prepare_source(self, crop: np.ndarray) -> Identity:
         if self.background == "green":
-            crop = _green_background(crop)
+            head = _head_mask(crop)
+            if head is not None:
+                green = (head * crop + (1 - head) * np.array(CHROMA_GREEN, np.float32) + 0.5).astype(np.uint8)
+                return Identity(self.to_tensor([green]), crop, head)
         return Identity(self.to_tensor([crop]))
 
     @torch.inference_mode()
@@ -188,7 +202,7 @@ class DiffusedHeadsPipeline(CropPipeline):
         embeddings = self.speech_embeddings(speech)
         noise = SeededFrameNoise(self.seed, embeddings.shape[0], tuple(identity.image.shape))
         for frame in self._frames(self._loop(identity.image, embeddings[None]), noise):
-            yield self.to_crops(frame)[0]
+            yield identity.restore_background(self.to_crops(frame)[0])
 
     def talk_queue(self, identities: Sequence[Identity], speeches: Sequence, seeds: Sequence[int] | None = None
                    ) -> Iterator[list[np.ndarray | None]]:
@@ -206,24 +220,23 @@ class DiffusedHeadsPipeline(CropPipeline):
         noise = _QueueNoise([SeededFrameNoise(seed, n, tuple(i.image.shape))
                             for seed, n, i in zip(seeds, lengths, identities)])
         for index, frames in enumerate(self._frames(self._loop(images, padded), noise)):
-            crops = self.to_crops(frames)
+            crops = [i.restore_background(c) for i, c in zip(identities, self.to_crops(frames))]
             yield [crop if index < n else None for crop, n in zip(crops, lengths)]
 
 
-def _green_background(crop: np.ndarray) -> np.ndarray:
-    """The crop with its background replaced by flat green (landmarks found on the crop itself)."""
-    from ...face import largest_face
-    from ...face.background import replace_background
-
+def _head_mask(crop: np.ndarray) -> np.ndarray | None:
+    """The soft head mask (S, S, 1) of the identity crop (landmarks found on an upscaled copy: the detector
+    misses faces under ~80 px); None, with a warning, when no face is found."""
     import cv2
 
-    # the detector misses faces under ~80 px: look on an upscaled copy of the (128 px) crop
+    from ...face import largest_face
+    from ...face.background import head_mask
+
     scale = max(1.0, DETECTION_SIZE / crop.shape[0])
     enlarged = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else crop
     try:
         _, landmarks = largest_face(enlarged, "hog")
-        landmarks = landmarks / scale
     except InputError:
         log.warning("no face found on the identity crop; its background is kept")
-        return crop
-    return replace_background(crop, landmarks)
+        return None
+    return head_mask(landmarks / scale, crop.shape[:2])[..., None].astype(np.float32)

@@ -90,3 +90,19 @@ def test_green_background_option(astronaut):
     identity = pipe.prepare_source(np.ascontiguousarray(crop))
     corner = identity.image[0, :, 0, 0]            # in [-1, 1]: pure green is (-1, 1, -1)
     assert torch.allclose(corner, torch.tensor([-1.0, 1.0, -1.0]), atol=0.05)
+
+
+def test_green_background_is_taken_out_of_the_output(astronaut):
+    """The model sees green around the head; the crops it returns carry the photo's background again,
+    so no green box is pasted into the photo."""
+    import cv2
+
+    pipe = _pipeline(background="green")
+    crop = np.ascontiguousarray(cv2.resize(astronaut[30:330, 100:400], (64, 64), interpolation=cv2.INTER_AREA))
+    identity = pipe.prepare_source(crop)
+    speech = Audio((0.3 * np.sin(np.linspace(0, 300, 4000))).astype(np.float32), 16000)
+    for out in pipe.talk_crops(identity, speech):
+        assert np.abs(out[:4, :4].astype(int) - crop[:4, :4].astype(int)).max() <= 1   # corners: the photo
+        background = identity.head[..., 0] < 1e-3
+        assert background.mean() > 0.2
+        assert np.abs(out[background].astype(int) - crop[background].astype(int)).max() <= 1
