@@ -17,7 +17,7 @@ def convert_official(checkpoint: str | os.PathLike, output: str | os.PathLike, *
 
     paths = {"checkpoint": checkpoint, **({"audio_encoder": audio_encoder} if audio_encoder else {})}
     check_conversion_paths(paths, output)
-    config, unet = load_model(checkpoint)
+    config, unet, _ = load_model(checkpoint)
     audio = None
     if audio_encoder is not None:
         encoder = load_audio_encoder(audio_encoder)

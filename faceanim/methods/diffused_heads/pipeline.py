@@ -28,7 +28,7 @@ from ...nn.pipeline import CropPipeline
 from .config import DiffusedHeadsConfig
 from .model import DiffusedHeadsUNet
 from .sampling import FrameLoop, FrameNoise, SeededFrameNoise, make_schedule, sample_frames
-from .weights import METHOD, load_converted, load_model
+from .weights import METHOD, load_model
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
@@ -125,13 +125,11 @@ class DiffusedHeadsPipeline(CropPipeline):
             raise InputError(None, f"two UNet checkpoints given ({path} and {checkpoint}); pass one")
         weights = get_method(METHOD)
         source = weights.weight("checkpoint").resolve(path if path is not None else checkpoint)
-        config, unet = load_model(source)
+        config, unet, bundled = load_model(source)
         encoder = None
-        if Path(source).is_dir() and audio_encoder is None:
-            _, _, audio_state, audio_config = load_converted(source)
-            if audio_state is not None:
-                encoder = SDAAudioEncoder(AudioEncoderConfig.from_dict(audio_config))
-                encoder.load_state_dict(audio_state)
+        if bundled is not None and audio_encoder is None:
+            encoder = SDAAudioEncoder(AudioEncoderConfig.from_dict(bundled[0]))
+            encoder.load_state_dict(bundled[1])
         if config.audio_features == "wav2vec2":
             encoder = wav2vec2
         elif encoder is None and config.audio_features == "sda":

@@ -204,12 +204,15 @@ def load_unet(path: PathLike, config: DiffusedHeadsConfig | UNetConfig | None = 
     return unet
 
 
-def load_model(path: PathLike) -> tuple[DiffusedHeadsConfig, DiffusedHeadsUNet]:
-    """(the full config, the UNet) of any supported file, read once: the UNet layout from the file and, for
-    Lightning checkpoints and our folders, the diffusion length and audio features they state."""
+def load_model(path: PathLike) -> tuple[DiffusedHeadsConfig, DiffusedHeadsUNet, tuple[dict, dict] | None]:
+    """(the full config, the UNet, the speech encoder's (config dict, tensors) when our folder holds one) of
+    any supported file, read once: the UNet layout from the file and, for Lightning checkpoints and our
+    folders, the diffusion length and audio features they state."""
     path = Path(path)
+    audio = None
     if path.is_dir():
-        config, state, _, _ = load_converted(path)
+        config, state, audio_state, audio_config = load_converted(path)
+        audio = (audio_config, audio_state) if audio_state is not None else None
     else:
         state, settings = read_unet_file(path)
         if not state:
@@ -218,7 +221,7 @@ def load_model(path: PathLike) -> tuple[DiffusedHeadsConfig, DiffusedHeadsUNet]:
                                      n_timesteps=int(settings.get("n_timesteps", 1000)))
     unet = DiffusedHeadsUNet(config.unet)
     load_into(unet, state, source=path)
-    return config, unet
+    return config, unet, audio
 
 
 def save_converted(folder: PathLike, config: DiffusedHeadsConfig, unet_state: Mapping[str, torch.Tensor], *,

@@ -173,7 +173,7 @@ def test_lightning_checkpoint_loads_with_inert_hyper_parameters(released, tmp_pa
     path = tmp_path / "last.ckpt"
     torch.save(ckpt, path)
     del sys.modules[fake.__name__]
-    config, unet = load_model(path)
+    config, unet, _ = load_model(path)
     assert config.unet.dropout == 0.1 and config.unet.num_head_channels == 64
     assert all(torch.equal(unet.state_dict()[k], v) for k, v in state.items())
 
