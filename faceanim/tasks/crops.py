@@ -6,7 +6,9 @@
   each is pasted back into the full photo; the speech is the soundtrack.
 - edit (and FADM's refinement of an existing video): track the video's face; its crops go through the
   model (`edit_crops` / `refine_crops`, crops in, crops out, in order); each result is pasted back into
-  its own frame; the video's sound is kept.
+  its own frame; the video's sound is kept. A model that needs the whole clip before editing any frame
+  (an identity averaged over the video) defines `scan_crops(crops)`: it gets every crop, streamed, in
+  a pass of its own before the editing pass.
 
 Tracking is a first pass that keeps only landmarks; the second pass streams the video again, so no
 video is ever held in memory. With `crop=False` the inputs are taken as ready-made crops and only
@@ -202,6 +204,15 @@ def process_video_crops(process: Callable[[Iterator[np.ndarray]], Iterable[np.nd
     rate, total, audio = video_rate_and_sound(video)
     plan = _plan(_track(video, options), pipeline, options) if options.crop else None
     size = int(pipeline.crop_size)
+
+    def crops_only(reader) -> Iterator[np.ndarray]:
+        for index, frame in enumerate(reader):
+            yield resize_square(frame, size) if plan is None else plan.crop(frame, index)
+
+    scan = getattr(pipeline, "scan_crops", None)
+    if scan is not None:      # a model that needs the whole clip first (a video-level identity): one more pass
+        with VideoReader(video) as reader:
+            scan(crops_only(reader))
 
     def frames() -> Iterator[np.ndarray]:
         waiting: collections.deque = collections.deque()   # the frames whose crops the model holds

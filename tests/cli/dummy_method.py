@@ -63,6 +63,10 @@ class DummyPipeline:
         for index in range(frames):
             yield self._flip(np.roll(source, index % 3, axis=0))
 
+    def scan_crops(self, crops):
+        """The whole clip before editing (the route's optional first pass): counted here."""
+        CALLS["scan"] = sum(1 for crop in crops if crop.shape == (64, 64, 3))
+
     def edit_crops(self, crops):
         for crop in crops:
             yield self._flip(crop)
