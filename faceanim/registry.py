@@ -187,8 +187,19 @@ _METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                kind="crops",
                weights=(_w("checkpoint", "--checkpoint", "FACEANIM_EMO_CHECKPOINT", "EMO model folder"),
                         _w("wav2vec2", "--wav2vec2", "FACEANIM_WAV2VEC2", "wav2vec2 model folder (HF layout)"))),
-    MethodSpec("dva", ("edit",), "Kim et al., Diffusion Video Autoencoders, CVPR 2023", "planned", kind="crops",
-               weights=(_w("checkpoint", "--checkpoint", "FACEANIM_DVA_CHECKPOINT", "DVA Lightning .ckpt"),)),
+    MethodSpec("dva", ("edit",), "Kim et al., Diffusion Video Autoencoders, CVPR 2023", kind="crops",
+               pipeline=_M + "dva:DVAPipeline", option_groups=("crop", "runtime"), options=_M + "dva.options:add_options",
+               convert=_M + "dva.convert:convert_official",
+               train=TrainSpec(_M + "dva.training:train", {"dva": "vox256.yaml", "classifier": "classifier.yaml"}),
+               weights=(_w("checkpoint", "--checkpoint", "FACEANIM_DVA_CHECKPOINT",
+                           "DVA model (the released Lightning .ckpt, a training run's or a converted folder)"),
+                        _w("classifier", "--classifier", "FACEANIM_DVA_CLASSIFIER",
+                           "DVA attribute classifier (diffusion_video_autoencoder_cls last.ckpt)"),
+                        _w("clip", "--clip", "FACEANIM_CLIP", "CLIP model folder (transformers layout)"),
+                        _w("idnet", "--idnet", "FACEANIM_DVA_IDNET", "ArcFace model_ir_se50.pth"),
+                        _w("lndnet", "--lndnet", "FACEANIM_DVA_LNDNET",
+                           "landmark net mobilenet_224_model_best_gdconv_external.pth.tar"),
+                        _w("bgnet", "--bgnet", "FACEANIM_DVA_BGNET", "BiSeNet face parser 79999_iter.pth"))),
 )}
 
 

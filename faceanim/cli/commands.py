@@ -19,6 +19,12 @@ def _method_task(task: str):
         from ..tasks import animate
 
         settings = method_settings(args, args.method, f"--method {args.method}")
+        if settings.pop("list_attributes", False):    # a listing, not a job: no inputs needed
+            cls = get_method(args.method).load_pipeline_class()
+            print("\n".join(cls.list_attributes(checkpoint=args.checkpoint, **settings)))
+            return 0
+        if args.output is None:
+            raise InputError(None, f"{task} needs -o OUTPUT")
         inputs = [getattr(args, name) for name in TASK_INPUTS[task]]
         if settings.get("refine_video") is not None:
             if any(value is not None for value in inputs):
@@ -48,9 +54,9 @@ def _add_method_task(sub, task: str, description: str, inputs: dict[str, str], d
     """reenact / talk / edit: input files, -o OUTPUT.mp4, the method with its weights and its options."""
     p = sub.add_parser(task, help=description)
     for name, text in inputs.items():
-        # optional for reenact: a refiner's `--refine-video` has no source and driving
-        p.add_argument(name, help=text, **({"nargs": "?"} if task == "reenact" else {}))
-    p.add_argument("-o", "--output", required=True, help="output .mp4")
+        # optional for reenact (a refiner's `--refine-video` has no source and driving) and edit (a listing)
+        p.add_argument(name, help=text, **({"nargs": "?"} if task in ("reenact", "edit") else {}))
+    p.add_argument("-o", "--output", required=task != "edit", help="output .mp4")
     _add_method_arg(p, task, default_method)
     add_method_options(p, task)
     p.set_defaults(run=_method_task(task))
@@ -77,7 +83,9 @@ def add_train(sub) -> None:
               "faceanim train ...` or `torchrun --nproc-per-node N -m faceanim train ...`")
     p = sub.add_parser("train", help="train a method on a preprocessed dataset",
                        description=f"Train a method on a preprocessed dataset. On {launch}.")
-    p.add_argument("method", choices=[m.name for m in list_methods()])
+    # a later stage may also be named METHOD-STAGE (e.g. `train dva-classifier` = `train dva --stage classifier`)
+    staged = {f"{m.name}-{stage}": (m.name, stage) for m in specs_for("train") for stage in list(m.train.stages)[1:]}
+    p.add_argument("method", choices=[m.name for m in list_methods()] + sorted(staged))
     stages = {f"{m.name}: {', '.join(m.train.stages)}" for m in specs_for("train")}
     defaults = "; ".join(f"{m.name}: {', '.join(f'{config} ({stage})' for stage, config in m.train.stages.items())}"
                          for m in specs_for("train"))
@@ -93,6 +101,11 @@ def add_train(sub) -> None:
 
     def run(args):
         from ..tasks.train import train_method
+        if args.method in staged:
+            method, stage = staged[args.method]
+            if args.stage not in (None, stage):
+                raise InputError(None, f"{args.method} is the {stage} stage; --stage {args.stage} contradicts it")
+            args.method, args.stage = method, stage
         get_method(args.method).entry("train")   # says so (exit 2) when the method has no training
         return train_method(args.method, args.data, config=args.config, output=args.output, stage=args.stage,
                             resume=args.resume, max_steps=args.max_steps,

@@ -32,6 +32,15 @@ def border_ramp(size: int, feather: float) -> np.ndarray:
     return np.outer(ramp, ramp)
 
 
+@dataclasses.dataclass(frozen=True)
+class MaskedCrop:
+    """A model's crop that replaces only part of the crop it was made from (e.g. an edited face):
+    `mask` (S, S) float in [0, 1] says where; elsewhere the frame keeps its own pixels."""
+
+    crop: np.ndarray
+    mask: np.ndarray
+
+
 @dataclasses.dataclass
 class PastePlan:
     """Paste-back work that depends only on the transform and the mask.

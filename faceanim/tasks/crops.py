@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,14 @@ import numpy as np
 from ..errors import InputError
 from ..face import FaceTracker, fomm_box, fomm_crop, largest_face, paste_back, prepare_paste_back
 from ..face.crop import FOMM_INCREASE
+from ..face.paste import MaskedCrop
 from ..face.video import SQUARE_CROP, FaceTrack, crop_video_frames, plan_crops, track_video
 from ..media import VideoReader, read_audio, read_image, video_rate_and_sound, write_video
 from ..media.image import resize_square
 from ..warping.animator import MotionOptions
 from ..warping.motion import find_best_frame
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -195,19 +199,31 @@ def _check_speech(pipeline, speech, path) -> None:
 
 
 # -- edit, refine -----------------------------------------------------------------------------------------
-def process_video_crops(process: Callable[[Iterator[np.ndarray]], Iterable[np.ndarray]], pipeline,
+def process_video_crops(process: Callable[[Iterator[np.ndarray]], Iterable[np.ndarray | MaskedCrop]], pipeline,
                         video: str | os.PathLike, output: str | os.PathLike | None, *,
                         options: CropOptions = CropOptions(), desc: str = "edit", show_progress: bool | None = None):
     """Run the face crop of every frame of `video` through `process` (crops in, crops out, in order; the
     model may hold a batch) and paste each result back into its own frame; write `output` (returned) or
-    return an iterator over the frames. Only the frames whose crops the model holds are kept in memory."""
+    return an iterator over the frames. Only the frames whose crops the model holds are kept in memory.
+
+    A result may be a `MaskedCrop`: only its mask is pasted (no colour matching, no border feather), so
+    every frame pixel outside the mask keeps its value. Frames without a detected face get the crop
+    window interpolated from their neighbours (held at the clip's ends) and are processed like the others;
+    the optional first pass (`scan_crops`) sees only the crops of frames where a face was found."""
     rate, total, audio = video_rate_and_sound(video)
-    plan = _plan(_track(video, options), pipeline, options) if options.crop else None
+    track = _track(video, options) if options.crop else None
+    plan = _plan(track, pipeline, options) if track is not None else None
     size = int(pipeline.crop_size)
+    if track is not None and not track.found.all():
+        log.warning("%s: no face in frames %s; their crop windows are interpolated from the neighbouring frames",
+                    video, ", ".join(track.missing_ranges()))
 
     def crops_only(reader) -> Iterator[np.ndarray]:
         for index, frame in enumerate(reader):
-            yield resize_square(frame, size) if plan is None else plan.crop(frame, index)
+            if track is None:
+                yield resize_square(frame, size)
+            elif track.found[index]:
+                yield plan.crop(frame, index)
 
     scan = getattr(pipeline, "scan_crops", None)
     if scan is not None:      # a model that needs the whole clip first (a video-level identity): one more pass
@@ -223,10 +239,23 @@ def process_video_crops(process: Callable[[Iterator[np.ndarray]], Iterable[np.nd
                 yield resize_square(frame, size) if plan is None else plan.crop(frame, index)
 
         with VideoReader(video) as reader:
-            for crop in process(crops(reader)):
+            for result in process(crops(reader)):
                 index, frame = waiting.popleft()
-                if plan is None:
-                    yield cv2.resize(crop, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_CUBIC)
-                else:
-                    yield paste_back(frame, crop, plan.transforms[index])
+                yield _placed(result, frame, None if plan is None else plan.transforms[index])
     return deliver(frames(), output, rate, audio=audio, total=total, desc=desc, show_progress=show_progress)
+
+
+def _placed(result: np.ndarray | MaskedCrop, frame: np.ndarray, transform) -> np.ndarray:
+    """A model's crop back in its frame: pasted through its transform, or resized when the frame was only
+    resized (no crop); a `MaskedCrop` only where its mask is on."""
+    height, width = frame.shape[:2]
+    if not isinstance(result, MaskedCrop):
+        if transform is None:
+            return cv2.resize(result, (width, height), interpolation=cv2.INTER_CUBIC)
+        return paste_back(frame, result, transform)
+    if transform is None:
+        crop = cv2.resize(result.crop, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        alpha = cv2.resize(np.asarray(result.mask, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        mixed = frame + alpha[..., None] * (crop - frame)
+        return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return paste_back(frame, result.crop, transform, mask=result.mask, feather=0.0, color_match=False)

@@ -79,7 +79,8 @@ def test_reenact_talk_and_edit_run_through_the_crop_routes(dummy, photo, face_cl
     with VideoReader(out) as video, VideoReader(face_clip) as original:
         assert video.frame_count == original.frame_count and video.has_audio
         assert (video.width, video.height) == (original.width, original.height)
-        assert dummy["scan"] == original.frame_count      # every crop seen in the first pass
+        # the first pass sees the crop of every frame with a face (the clip has none in frames 15-19)
+    assert dummy["scan"] == original.frame_count - 5
 
 
 def test_convert_and_train_call_its_entry_points(dummy, tmp_path, capsys):

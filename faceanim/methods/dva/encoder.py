@@ -159,7 +159,10 @@ class DVAEncoder(nn.Module):
     def forward_with_id(self, id_feats: torch.Tensor, lnd: torch.Tensor) -> torch.Tensor:
         """z_face from given identity features (e.g. the video average, (1, 512) or (N, 512): broadcast
         over the frames) and the per-frame landmarks of `lnd`."""
-        lnd_feats = self.lndnet(lnd)
+        return self.z_face(id_feats, self.lndnet(lnd))
+
+    def z_face(self, id_feats: torch.Tensor, lnd_feats: torch.Tensor) -> torch.Tensor:
+        """z_face of identity features (1 or N, 512) and landmark features (N, 102)."""
         if id_feats.shape[0] != lnd_feats.shape[0]:
             id_feats = id_feats.expand(lnd_feats.shape[0], -1)
         return self.linear(torch.cat([id_feats, lnd_feats], dim=1))

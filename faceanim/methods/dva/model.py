@@ -23,6 +23,7 @@ from torch import nn
 
 from ...nn.guided_diffusion import AttentionBlock, upsampled_conv3x3, zero_module
 from .config import DVAConfig, UNetConfig, _groups
+from .encoder import DVAEncoder
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -217,6 +218,37 @@ class BeatGANsAutoencUNet(nn.Module):
                 lateral = skips[level].pop() if skips[level] else None
                 h = next(blocks)(h, emb, cond, lateral)
         return self.out(h)
+
+
+class DVAModel(BeatGANsAutoencUNet):
+    """Official `BeatGANsAutoencModel`: the autoencoding UNet plus its semantic `encoder` (frozen ArcFace,
+    landmark and parser nets and the trained Linear(614, 512)). Its state dict has exactly the names and
+    shapes of the released checkpoint's `model.*` / `ema_model.*` tensors (prefix removed).
+
+    `config.img_size` is the UNet's resolution; the encoder always reads 256 px frames (its crops are fixed
+    pixel windows), so a smaller UNet (the tiny preset) gets the frames resized (`to_unet_size`)."""
+
+    def __init__(self, config: DVAConfig | None = None):
+        config = config or DVAConfig()
+        super().__init__(config)
+        self.config = config
+        self.encoder = DVAEncoder()
+
+    def to_unet_size(self, frames: torch.Tensor) -> torch.Tensor:
+        """256 px encoder frames (N, 3, 256, 256) in [-1, 1] at the UNet's resolution (area-averaged)."""
+        size = self.config.img_size
+        if frames.shape[-1] == size:
+            return frames
+        return F.interpolate(frames, (size, size), mode="area" if frames.shape[-1] > size else "bicubic",
+                             **({} if frames.shape[-1] > size else {"align_corners": False}))
+
+    def to_frame_size(self, images: torch.Tensor, size: int) -> torch.Tensor:
+        """UNet-resolution images back at the encoder's frame size `size` (bicubic when enlarging)."""
+        if images.shape[-1] == size:
+            return images
+        if images.shape[-1] > size:
+            return F.interpolate(images, (size, size), mode="area")
+        return F.interpolate(images, (size, size), mode="bicubic", align_corners=False)
 
 
 class Upsample(nn.Module):

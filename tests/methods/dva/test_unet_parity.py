@@ -55,6 +55,14 @@ def test_key_table_is_the_released_models():
     assert key_table(BeatGANsAutoencUNet(vox256()).state_dict()) == expected
 
 
+def test_the_whole_model_has_the_released_keys_and_shapes():
+    """UNet and semantic encoder together (`DVAModel`): every `model.*` name and shape of the release."""
+    from faceanim.methods.dva.model import DVAModel
+
+    expected = {k[len("model."):]: v for k, v in flat_full_keys(SYSTEM).items() if k.startswith("model.")}
+    assert key_table(DVAModel(vox256()).state_dict()) == expected
+
+
 def test_tiny_preset_runs():
     config = tiny()
     unet = BeatGANsAutoencUNet(config).eval()
