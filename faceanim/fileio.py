@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import InputError
 
@@ -91,6 +91,20 @@ def config_file(source: str | os.PathLike, package: str) -> Path | Traversable:
     if name not in shipped:
         raise InputError(source, f"config not found (neither a file nor one of {', '.join(shipped)})")
     return files(package) / PACKAGED_CONFIG_FOLDER / name
+
+
+def load_config(source: str | os.PathLike, package: str, parse: Callable[[dict], Any]) -> Any:
+    """`parse` of the YAML mapping of `source` (a file, or a config `package` ships); its errors become an
+    InputError naming `source`, unless they name a file of their own (one the config points to)."""
+    data = read_yaml_mapping(config_file(source, package))
+    try:
+        return parse(data)
+    except InputError as err:
+        if err.path is not None:
+            raise
+        raise InputError(source, err.problem) from None
+    except (TypeError, ValueError) as err:
+        raise InputError(source, f"invalid setting ({err})") from None
 
 
 def read_yaml(path, *, name: str | os.PathLike | None = None) -> Any:

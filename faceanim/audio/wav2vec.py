@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError, MissingWeightsError
+from ..nn.device import ModelHolder
 from ..progress import progress
 from .signal import mono_samples, resample
 from .windows import frame_count
@@ -54,7 +55,7 @@ class _Chunk:
     is_last: bool   # runs to the end of the clip
 
 
-class Wav2Vec2Features:
+class Wav2Vec2Features(ModelHolder):
     """Frame-aligned wav2vec 2.0 features: `extractor(audio, fps)` -> (T, L+1, D) tensor."""
 
     def __init__(self, model: Any, *, sampling_rate: int = 16000, do_normalize: bool = True,
@@ -107,14 +108,6 @@ class Wav2Vec2Features:
                                           f"(e.g. {missing[0]}); is it a wav2vec2 model?")
         model.to(device=device, dtype=dtype)
         return cls(model, sampling_rate=extractor.sampling_rate, do_normalize=extractor.do_normalize, **options)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     @property
     def num_hidden_states(self) -> int:

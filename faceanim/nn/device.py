@@ -20,3 +20,17 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError(None, f"--device {device}: MPS is not available on this machine")
     return resolved
+
+
+class ModelHolder:
+    """A wrapper around a torch model (`self.model`): its device and dtype are those of the model's weights."""
+
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype

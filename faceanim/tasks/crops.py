@@ -35,6 +35,7 @@ from ..face.paste import MaskedCrop
 from ..face.video import SQUARE_CROP, FaceTrack, crop_video_frames, plan_crops, track_video
 from ..media import VideoReader, read_audio, read_image, video_rate_and_sound, write_video
 from ..media.image import resize_square
+from ..progress import progress
 from ..warping.animator import MotionOptions
 from ..warping.motion import find_best_frame
 
@@ -227,8 +228,9 @@ def process_video_crops(process: Callable[[Iterator[np.ndarray]], Iterable[np.nd
 
     scan = getattr(pipeline, "scan_crops", None)
     if scan is not None:      # a model that needs the whole clip first (a video-level identity): one more pass
+        faces = total if track is None else int(track.found.sum())
         with VideoReader(video) as reader:
-            scan(crops_only(reader))
+            scan(progress(crops_only(reader), total=faces, desc="scan", enabled=show_progress))
 
     def frames() -> Iterator[np.ndarray]:
         waiting: collections.deque = collections.deque()   # the frames whose crops the model holds

@@ -14,11 +14,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 from ... import fileio
-from ...errors import InputError
 from ...settings import config_section, settings_builder, settings_checker
 from .config import PRESETS, DiffusedHeadsConfig, crema
 
@@ -148,12 +146,4 @@ def packaged_configs() -> list[str]:
 
 def load_train_config(source: str | os.PathLike) -> DiffusedHeadsTrainConfig:
     """A training config from a YAML file or a packaged name (`tiny.yaml`, `crema`)."""
-    data = fileio.read_yaml_mapping(fileio.config_file(source, __package__))
-    try:
-        return DiffusedHeadsTrainConfig.from_dict(data)
-    except InputError as err:
-        if err.path is not None:
-            raise
-        raise InputError(source, err.problem) from None
-    except (TypeError, ValueError) as err:
-        raise InputError(source, f"invalid setting ({err})") from None
+    return fileio.load_config(source, __package__, DiffusedHeadsTrainConfig.from_dict)

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputError
+from ...nn.device import ModelHolder
 from ...progress import progress as progress_bar
 from .model import DVAModel
 from .sampling import ddim_encode, ddim_schedule
@@ -142,7 +143,7 @@ def clip_loss_term(directional: torch.Tensor) -> torch.Tensor:
     return -torch.log((2 - directional) / 2)
 
 
-class ClipGuide:
+class ClipGuide(ModelHolder):
     """A frozen transformers CLIP and its tokenizer, with differentiable tensor preprocessing.
 
     Images are (N, 3, H, W) in [-1, 1] on any device; they are moved to the CLIP's device and dtype, and
@@ -157,14 +158,6 @@ class ClipGuide:
         self.std = tuple(float(s) for s in std)
         self.max_length = int(model.config.text_config.max_position_embeddings)
         self._text_cache: dict[tuple[str, str, tuple[str, ...]], torch.Tensor] = {}
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "ClipGuide":
         self.model.to(device=device, dtype=dtype)

@@ -200,26 +200,14 @@ def packaged_configs() -> list[str]:
     return fileio.packaged_configs(__package__)
 
 
-def _load_config(source: str | os.PathLike, cls):
-    data = fileio.read_yaml_mapping(fileio.config_file(source, __package__))
-    try:
-        return cls.from_dict(data)
-    except InputError as err:
-        if err.path is not None:
-            raise
-        raise InputError(source, err.problem) from None
-    except (TypeError, ValueError) as err:
-        raise InputError(source, f"invalid setting ({err})") from None
-
-
 def load_train_config(source: str | os.PathLike) -> DVATrainConfig:
     """The autoencoder's training config from a YAML file or a packaged name (`tiny.yaml`, `vox256`)."""
-    return _load_config(source, DVATrainConfig)
+    return fileio.load_config(source, __package__, DVATrainConfig.from_dict)
 
 
 def load_classifier_config(source: str | os.PathLike) -> ClassifierTrainConfig:
     """The classifier's training config (`classifier.yaml` or a file)."""
-    return _load_config(source, ClassifierTrainConfig)
+    return fileio.load_config(source, __package__, ClassifierTrainConfig.from_dict)
 
 
 # ------------------------------------------------------------------------------------------ objective

@@ -252,12 +252,6 @@ def packaged_configs() -> list[str]:
 
 def load_train_config(source: str | os.PathLike) -> FADMTrainConfig:
     """A training config from a YAML file or a packaged name (`tiny.yaml`, `vox256`)."""
-    data = fileio.read_yaml_mapping(fileio.config_file(source, __package__))
-    try:
-        return FADMTrainConfig.from_dict(data, base=Path(source).parent)
-    except InputError as err:
-        if err.path is not None:     # a file the config names (an official FOMM YAML) is at fault
-            raise
-        raise InputError(source, err.problem) from None
-    except (TypeError, ValueError) as err:
-        raise InputError(source, f"invalid setting ({err})") from None
+    # a file the config names (an official FOMM YAML) keeps the blame for its own errors
+    return fileio.load_config(source, __package__,
+                              lambda data: FADMTrainConfig.from_dict(data, base=Path(source).parent))

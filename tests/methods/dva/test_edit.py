@@ -169,7 +169,7 @@ def test_cli_edit_keeps_size_fps_sound_and_shows_progress(released, face_clip, t
     assert abs(edited.fps - source.fps) < 1e-6
     assert edited.has_audio and source.has_audio
     assert "no face in frames 15-19" in caplog.text     # on stderr outside pytest (logging)
-    assert "edit" in err          # the progress bar
+    assert "scan" in err and "edit" in err          # the progress bars of both passes
 
 
 # -- broken inputs ----------------------------------------------------------------------------------------
