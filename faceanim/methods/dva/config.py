@@ -135,7 +135,15 @@ class DVAConfig:
     def from_parity(cls, model_conf: Mapping[str, Any]) -> "DVAConfig":
         """The settings of a parity fixture's json `model_conf` (short names: `embed_channels`,
         `two_cond`), the other fields at the release values."""
-        names = {"embed_channels": "net_beatgans_embed_channels", "two_cond": "net_beatgans_resnet_two_cond"}
+        # the fixtures' short names, and the UNet's own (`BeatGANsUNetConfig`) for settings a fixture may add
+        names = {"embed_channels": "net_beatgans_embed_channels", "two_cond": "net_beatgans_resnet_two_cond",
+                 "image_size": "img_size", "model_channels": "net_ch", "channel_mult": "net_ch_mult",
+                 "attention_resolutions": "net_attn", "num_res_blocks": "net_num_res_blocks",
+                 "num_input_res_blocks": "net_num_input_res_blocks", "num_heads": "net_beatgans_attn_head",
+                 "attn_head": "net_beatgans_attn_head", "resblock_updown": "net_resblock_updown",
+                 "resnet_two_cond": "net_beatgans_resnet_two_cond",
+                 "resnet_use_zero_module": "net_beatgans_resnet_use_zero_module",
+                 "resnet_cond_channels": "net_beatgans_resnet_cond_channels", "enc_out_channels": "style_ch"}
         known = {f.name for f in dataclasses.fields(cls)}
         values = {names.get(k, k): v for k, v in model_conf.items()}
         unknown = set(values) - known

@@ -15,15 +15,16 @@ def add_options(add, command: str) -> None:
     if command == "edit":
         add("--attribute", help="a classifier attribute to edit, e.g. Eyeglasses (see --list-attributes)")
         add("--list-attributes", action="store_true", help="list the classifier's attributes and exit")
-        add("--scale", type=float, help="edit strength, + or - (attribute default 0.3; text default: the "
-                                        "official --scale)")
+        add("--scale", type=float, help="edit strength, + or - (default 0.3 for an attribute, 1.0 for a text "
+                                        "edit: the official scripts' defaults)")
         add("--normalize", action=argparse.BooleanOptionalAction,
             help="edit in the z-normalised identity space (default on, as the official script)")
         add("--text-from", help="text edit: the neutral description, e.g. 'face'")
         add("--text-to", help="text edit: the target description, e.g. 'face with a beard'")
         add("--clip", help="a CLIP model folder in the transformers layout, e.g. clip-vit-base-patch16 "
                            "(or set FACEANIM_CLIP)")
-        add("--clip-iterations", type=int, help="text edit: optimisation steps of the identity code")
+        add("--clip-iterations", type=int, help="text edit: optimisation steps of the identity code (default 2000, "
+                                                         "as the official script)")
         add("--clip-lr", type=float, help="text edit: Adam learning rate (official 0.002)")
         add("--clip-loss-w", type=float, help="text edit: weight of the directional CLIP loss (official 3)")
         add("--id-loss-w", type=float, help="text edit: weight of the identity loss (official 5)")

@@ -9,6 +9,7 @@ a relative 0.4, with `cond_avg_id` it agrees to 2e-6."""
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 import torch
@@ -23,7 +24,12 @@ SYSTEM = "dva"
 STEMS = stem_params(SYSTEM)
 COND = "cond_avg_id"       # the conditioning the fixture's UNet call and loops used
 UNET_TOLERANCE = 1e-4
-STEPS = 10                 # json "sampler": ddim10, eta 0
+
+
+def _steps(meta) -> int:
+    """The DDIM step count the fixture's json names ("ddim10: ..."; 10 when it names none)."""
+    found = re.search(r"ddim(\d+)", str(meta.get("sampler", "")))
+    return int(found.group(1)) if found else 10
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,8 +81,9 @@ def test_tiny_preset_runs():
 @pytest.mark.parametrize("stem", STEMS)
 def test_schedule_timesteps(stem):
     meta, config, _, _ = _model(stem)
-    schedule = ddim_schedule(STEPS, config)
-    assert schedule.timestep_map.tolist() == list(range(0, 1000, 100))
+    steps = _steps(meta)
+    schedule = ddim_schedule(steps, config)
+    assert schedule.timestep_map.tolist() == list(range(0, config.T, config.T // steps))
     assert schedule.dtype == torch.float64
 
 
@@ -92,19 +99,20 @@ def test_unet_call(stem):
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_ddim_inversion(stem):
-    _, config, unet, io = _model(stem)
+    meta, config, unet, io = _model(stem)
     with torch.no_grad():
-        batched = ddim_encode(unet, io["x0"], io[COND], STEPS, config=config)
-        frames = _frames(lambda x, c: ddim_encode(unet, x, c, STEPS, config=config), io["x0"], io[COND])
+        batched = ddim_encode(unet, io["x0"], io[COND], _steps(meta), config=config)
+        frames = _frames(lambda x, c: ddim_encode(unet, x, c, _steps(meta), config=config), io["x0"], io[COND])
     _close(batched, io["ddim_xT"], UNET_TOLERANCE)
     _close(frames, io["ddim_xT"], UNET_TOLERANCE)
 
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_ddim_reconstruction(stem):
-    _, config, unet, io = _model(stem)
+    meta, config, unet, io = _model(stem)
     with torch.no_grad():
-        batched = ddim_reconstruct(unet, io["ddim_xT"], io[COND], STEPS, config=config)
-        frames = _frames(lambda x, c: ddim_reconstruct(unet, x, c, STEPS, config=config), io["ddim_xT"], io[COND])
+        batched = ddim_reconstruct(unet, io["ddim_xT"], io[COND], _steps(meta), config=config)
+        frames = _frames(lambda x, c: ddim_reconstruct(unet, x, c, _steps(meta), config=config), io["ddim_xT"],
+                         io[COND])
     _close(batched, io["ddim_recon"], TOLERANCE)
     _close(frames, io["ddim_recon"], TOLERANCE)
