@@ -245,7 +245,7 @@ def test_identity_stats_cover_every_frame_of_every_split(tmp_path, clips, frozen
     result, folder = train("dva", "tiny.yaml", official, tmp_path / "out",
                            {"identity_stats": True, "idnet": frozen_files["idnet"], "stats_batch_size": 2})
     assert folder is None and result.step == 5 and result.path == tmp_path / "out" / "latent.pkl"
-    saved = torch.load(result.path)
+    saved = torch.load(result.path, weights_only=True)
     assert saved["conds"].shape == (5, 512)
     stats = load_identity_stats(result.path)
     assert torch.allclose(stats.mean, saved["conds"].mean(0)) and torch.allclose(stats.std, saved["conds"].std(0))
@@ -283,7 +283,7 @@ def test_the_classifier_learns_and_its_checkpoint_has_the_official_layout(tmp_pa
     result, _ = train_classifier(config, data, tmp_path / "out", weights=WeightFiles(idnet=frozen_files["idnet"]),
                                  max_steps=60)
     assert result.loss_end < result.loss_start
-    saved = torch.load(result.path)
+    saved = torch.load(result.path, weights_only=True)
     assert saved["global_step"] == 60
     assert {k: tuple(v.shape) for k, v in saved["state_dict"].items()} == {
         "classifier.weight": (40, 512), "classifier.bias": (40,), "ema_classifier.weight": (40, 512),
@@ -303,7 +303,7 @@ def test_the_classifier_takes_the_statistics_of_a_latent_pkl(tmp_path, frozen_fi
     result, _ = train("classifier", config, data, tmp_path / "out",
                       {"idnet": frozen_files["idnet"], "identity_stats_file": str(stats), "init": None}, max_steps=2)
     assert result.step == 2
-    saved = torch.load(result.path)["state_dict"]
+    saved = torch.load(result.path, weights_only=True)["state_dict"]
     assert torch.equal(saved["conds_mean"][0], load_identity_stats(stats).mean)
 
 
