@@ -10,22 +10,36 @@ The decoded face replaces the crop only on the parser's video foreground mask.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 
+@dataclass(frozen=True)
+class IdentityStats:
+    """Mean and standard deviation (512,) of the ArcFace identities of a dataset (z-normalisation)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def normalize(self, identity: torch.Tensor) -> torch.Tensor:
+        return (identity - self.mean.to(identity)) / self.std.to(identity)
+
+    def denormalize(self, identity: torch.Tensor) -> torch.Tensor:
+        return identity * self.std.to(identity) + self.mean.to(identity)
+
+
 def classifier_edit(identity: torch.Tensor, direction: torch.Tensor, scale: float,
-                    stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                    stats: IdentityStats | None = None) -> torch.Tensor:
     """The edited identity (B, 512) of `identity` (B, 512) along `direction` (512,), the classifier's weight
-    row of the attribute; `stats` = (mean, std) of the identity space, or None for the unnormalised edit."""
+    row of the attribute; `stats` the identity space's mean and spread, or None for the unnormalised edit."""
     width = identity.shape[-1]
     direction = direction.to(identity).reshape(1, width)
     if stats is None:
         return F.normalize(identity + scale * math.sqrt(width) * direction, dim=1)
-    mean, std = (s.to(identity).reshape(1, width) for s in stats)
-    normalised = (identity - mean) / std + scale * math.sqrt(width) * F.normalize(direction, dim=1)
-    return F.normalize(normalised * std + mean, dim=1)
+    moved = stats.normalize(identity) + scale * math.sqrt(width) * F.normalize(direction, dim=1)
+    return F.normalize(stats.denormalize(moved), dim=1)
 
 
 def blend_face(decoded: torch.Tensor, crop: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -166,8 +166,7 @@ class DVAPipeline(CropPipeline):
             return identity
         if isinstance(self.edit, ClassifierEdit):
             direction = self.classifier.direction(self.edit.attribute)
-            stats = (self.stats.mean, self.stats.std) if self.edit.normalize else None
-            return classifier_edit(identity, direction, self.edit.scale, stats)
+            return classifier_edit(identity, direction, self.edit.scale, self.stats if self.edit.normalize else None)
         from .text_edit import text_edit_identity
 
         return text_edit_identity(self.model, self.clip, first_frames, identity, self.edit)

@@ -28,6 +28,7 @@ from ...checkpoints import (OpaqueObject, load_checkpoint, load_into, load_model
                             save_model_folder, state_dict_from)
 from ...errors import CheckpointError, InputError
 from .config import DVAConfig
+from .editing import IdentityStats
 from .model import DVAModel
 
 PathLike = str | os.PathLike
@@ -43,20 +44,6 @@ ATTRIBUTES = (
     "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
     "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
     "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young")
-
-
-@dataclass(frozen=True)
-class IdentityStats:
-    """Mean and standard deviation (512,) of the ArcFace identities of a dataset (z-normalisation)."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def normalize(self, identity: torch.Tensor) -> torch.Tensor:
-        return (identity - self.mean.to(identity)) / self.std.to(identity)
-
-    def denormalize(self, identity: torch.Tensor) -> torch.Tensor:
-        return identity * self.std.to(identity) + self.mean.to(identity)
 
 
 @dataclass(frozen=True)
@@ -215,13 +202,21 @@ def load_classifier(path: PathLike, *, use_ema: bool = False) -> AttributeClassi
     script uses; `use_ema` for `ema_classifier`), a state dict, or a converted folder."""
     path = Path(path)
     if path.is_dir():
-        attributes, state = _folder_classifier(path)
-    else:
-        loaded = load_checkpoint(path)
-        state = loaded.get("state_dict", loaded) if isinstance(loaded, Mapping) else None
-        if not isinstance(state, Mapping):
-            raise CheckpointError(path, "is not a DVA attribute classifier checkpoint")
-        attributes = ATTRIBUTES
+        config, state = load_pretrained(path)
+        attributes = config.get("attributes") if isinstance(config, dict) else None
+        if not attributes:
+            raise CheckpointError(path, "holds no attribute classifier (convert with --classifier)")
+        return classifier_from_state(state, tuple(attributes), path, use_ema=use_ema)
+    loaded = load_checkpoint(path)
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(path, "is not a DVA attribute classifier checkpoint")
+    return classifier_from_state(state, ATTRIBUTES, path, use_ema=use_ema)
+
+
+def classifier_from_state(state: Mapping[str, Any], attributes: tuple[str, ...], path: PathLike, *,
+                          use_ema: bool = False) -> AttributeClassifier:
+    """The classifier (and the statistics stored with it) of a loaded state dict; `path` names it in errors."""
     prefix = "ema_classifier." if use_ema else "classifier."
     weight, bias = state.get(prefix + "weight"), state.get(prefix + "bias")
     if not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor):
@@ -229,19 +224,15 @@ def load_classifier(path: PathLike, *, use_ema: bool = False) -> AttributeClassi
     if weight.ndim != 2 or weight.shape[1] != ID_DIM or weight.shape[0] != len(attributes) \
             or bias.shape != (weight.shape[0],):
         raise CheckpointError(path, f"classifier weight {tuple(weight.shape)} is not ({len(attributes)}, {ID_DIM})")
-    stats = None
+    return AttributeClassifier(weight.float(), bias.float(), tuple(attributes), _stored_stats(state, path))
+
+
+def _stored_stats(state: Mapping[str, Any], path: PathLike) -> IdentityStats | None:
+    """The identity statistics a state dict carries (the classifier's buffers, or a converted folder's)."""
     for mean_key, std_key in (("conds_mean", "conds_std"), ("identity_stats.mean", "identity_stats.std")):
         if mean_key in state and std_key in state:
-            stats = _stats(state[mean_key], state[std_key], path)
-    return AttributeClassifier(weight.float(), bias.float(), tuple(attributes), stats)
-
-
-def _folder_classifier(path: Path) -> tuple[tuple[str, ...], Mapping[str, torch.Tensor]]:
-    config, state = load_pretrained(path)
-    attributes = config.get("attributes") if isinstance(config, dict) else None
-    if not attributes:
-        raise CheckpointError(path, "holds no attribute classifier (convert with --classifier)")
-    return tuple(attributes), state
+            return _stats(state[mean_key], state[std_key], path)
+    return None
 
 
 # -- our converted folder -----------------------------------------------------------------------------------
@@ -268,8 +259,6 @@ def save_converted(folder: PathLike, config: DVAConfig, model_state: Mapping[str
 def folder_extras(folder: PathLike) -> tuple[AttributeClassifier | None, IdentityStats | None]:
     """The classifier and the identity statistics a converted folder holds (None where it holds none)."""
     config, state = load_pretrained(folder)
-    classifier = load_classifier(folder) if isinstance(config, dict) and config.get("attributes") else None
-    stats = None
-    if "identity_stats.mean" in state and "identity_stats.std" in state:
-        stats = _stats(state["identity_stats.mean"], state["identity_stats.std"], folder)
-    return classifier, stats
+    attributes = config.get("attributes") if isinstance(config, dict) else None
+    classifier = classifier_from_state(state, tuple(attributes), folder) if attributes else None
+    return classifier, _stored_stats(state, folder)

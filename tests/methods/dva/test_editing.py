@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from faceanim.methods.dva.editing import blend_face, classifier_edit
+from faceanim.methods.dva.editing import IdentityStats, blend_face, classifier_edit
 
 
 def _l2(x):
@@ -19,7 +19,7 @@ def test_normalised_classifier_edit_matches_the_official_formula():
     mean, std = torch.randn(512, generator=g) * 0.01, torch.rand(512, generator=g) * 0.05 + 0.01
     official = (avg - mean[None]) / std[None] + 0.5 * math.sqrt(512) * torch.nn.functional.normalize(weight[7][None], dim=1)
     official = _l2(official * std[None] + mean[None])
-    ours = classifier_edit(avg, weight[7], 0.5, (mean, std))
+    ours = classifier_edit(avg, weight[7], 0.5, IdentityStats(mean, std))
     assert torch.allclose(ours, official, atol=1e-6)
     assert torch.allclose(ours.norm(dim=1), torch.ones(1))
 
