@@ -127,25 +127,43 @@ class Wav2Vec2Features(ModelHolder):
         index (0 = transformer input, -1 = last layer). Any sample rate and channel count is accepted:
         the audio is averaged to mono, resampled to the model's rate (16 kHz) with soxr and normalised
         to zero mean and unit variance over the whole clip when the feature extractor does that."""
+        count = self.frame_total(audio, fps, num_frames=num_frames)
+        features = torch.empty((count, len(self._layer_indices(layers)), self.hidden_size), device=self.device,
+                               dtype=self.dtype)
+        for frames, rows in self.iter_features(audio, fps, num_frames=num_frames, layers=layers):
+            features[frames] = rows
+        return features
+
+    def frame_total(self, audio: Any, fps: float = 25, *, num_frames: int | None = None) -> int:
+        """The number of frames `__call__` / `iter_features` give for `audio`."""
         samples, rate = mono_samples(audio)
-        count = frame_count(samples.size / rate, fps) if num_frames is None else _checked_count(num_frames)
+        return frame_count(samples.size / rate, fps) if num_frames is None else _checked_count(num_frames)
+
+    def iter_features(self, audio: Any, fps: float = 25, *, num_frames: int | None = None,
+                      layers: Literal["all"] | Sequence[int] = "all") -> Iterator[tuple[slice, torch.Tensor]]:
+        """The rows of `__call__`, one chunk at a time: (frame slice, (frames, len(layers), D)), in order.
+        Only one chunk of features exists at a time, so memory does not grow with the audio's length."""
+        samples, rate = mono_samples(audio)
+        count = self.frame_total(audio, fps, num_frames=num_frames)
         layer_ids = self._layer_indices(layers)
-        features = torch.empty((count, len(layer_ids), self.hidden_size), device=self.device, dtype=self.dtype)
         if count == 0:
-            return features
+            return
         if samples.size == 0:
             raise InputError(getattr(audio, "path", None), f"audio is empty but {count} frames were asked for")
         wave = self._model_input(resample(samples, rate, self.sampling_rate))
         cnn_count = self._cnn_length(wave.shape[1])
         positions = np.linspace(0.0, cnn_count - 1, count)  # video frame t in wav2vec frames, align_corners
         chunks = list(self._chunks(positions, cnn_count))
-        with torch.inference_mode(), contextlib.ExitStack() as hooks:
+        with contextlib.ExitStack() as hooks:
             norm = self._time_group_norm()
             if norm is not None and len(chunks) > 1:
-                hooks.enter_context(_hooked(norm, _fixed_group_norm(*self._clip_norm_statistics(wave, norm))))
+                with torch.inference_mode():
+                    statistics = self._clip_norm_statistics(wave, norm)
+                hooks.enter_context(_hooked(norm, _fixed_group_norm(*statistics)))
             for chunk in progress(chunks, total=len(chunks), desc="wav2vec2", unit="chunk"):
-                features[chunk.frames] = self._run_chunk(wave, positions, chunk, layer_ids)
-        return features
+                with torch.inference_mode():
+                    rows = self._run_chunk(wave, positions, chunk, layer_ids)
+                yield chunk.frames, rows
 
     def _layer_indices(self, layers: Literal["all"] | Sequence[int]) -> list[int]:
         count = self.num_hidden_states

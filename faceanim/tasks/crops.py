@@ -100,7 +100,11 @@ def _prepare_photo(path, pipeline, options: CropOptions) -> _Source:
         return _Source(image, resize_square(image, size), None, None)
     _, landmarks = largest_face(image, options.detector, path=path)
     if style == SQUARE_CROP:
-        crop, transform = fomm_crop(image, fomm_box(landmarks, image.shape[:2], options.increase), size)
+        # a model trained on wider crops states its margin (`crop_increase`); an explicit option wins
+        increase = options.increase
+        if increase == FOMM_INCREASE and getattr(pipeline, "crop_increase", None) is not None:
+            increase = pipeline.crop_increase
+        crop, transform = fomm_crop(image, fomm_box(landmarks, image.shape[:2], increase), size)
     else:
         plan = plan_crops(landmarks[None], image.shape[:2], style, size, smoothing=0)
         crop, transform = plan.crop(image, 0), plan.transforms[0]

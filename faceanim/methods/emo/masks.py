@@ -183,24 +183,28 @@ def _check_size(size: int, levels: Iterable[int] = ()) -> int:
 
 
 def region_masks(landmarks68: np.ndarray | None, size: int, *, face_expand_ratio: float = FACE_EXPAND_RATIO,
-                 levels: Sequence[int] = LEVELS) -> RegionMasks:
+                 levels: Sequence[int] = LEVELS, face_box: Region | None = None) -> RegionMasks:
     """Hallo's masks for an S x S image (S = `size`) from its 68 landmarks (in that image's pixels).
 
     With `landmarks68=None` (no face found) the whole image is the face: face box = the image (not
     expanded), no lip box (zero lip masks), the soft face mask all 1 and the background all 0. Hallo
     itself has no such path for the masks (its MediaPipe step finds no landmarks and the mask code
     fails; only the embedding falls back), and taken through blur_mask an all-255 mask would come out
-    all 0 (cv2.normalize of a constant), i.e. "all background"; we keep it "all face" instead."""
+    all 0 (cv2.normalize of a constant), i.e. "all background"; we keep it "all face" instead.
+
+    `face_box` (min_x, max_x, min_y, max_y), when given, is the face region as it is (the user's face-region
+    control): it replaces the box found from the landmarks, which then give only the lips."""
     size = _check_size(size, levels)
-    if landmarks68 is None:
-        face_box: Region = (0, size, 0, size)
-        lip_box: Region | None = None
-    else:
-        face_box = face_box_from_landmarks(landmarks68, size, size, face_expand_ratio)
+    whole_face = landmarks68 is None and face_box is None
+    lip_box: Region | None = None
+    if landmarks68 is not None:
         lip_box = lip_box_from_landmarks(landmarks68, size, size)
+    if face_box is None:
+        face_box = (0, size, 0, size) if landmarks68 is None else face_box_from_landmarks(
+            landmarks68, size, size, face_expand_ratio)
     face_hard = box_mask(face_box, size, size)
     face_blur = blur_mask(face_hard, FACE_KERNEL)
-    if landmarks68 is None:
+    if whole_face:
         face_blur = np.full(BLUR_SIZE, 255, dtype=np.uint8)
     lip_blur = blur_mask(box_mask(lip_box, size, size), LIP_KERNEL)
     soft = {

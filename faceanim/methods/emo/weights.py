@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -58,6 +59,19 @@ def read_diffusers_folder(folder: PathLike, subfolder: str | None = None) -> tup
     raise CheckpointError(folder, f"has no weights file ({', '.join(_DIFFUSERS_WEIGHTS[:3])})")
 
 
+def read_diffusers_config(folder: PathLike, subfolder: str | None = None) -> dict[str, Any]:
+    """Only the config.json of a diffusers folder (or of its `subfolder`)."""
+    folder = Path(folder)
+    if subfolder and (folder / subfolder / "config.json").is_file():
+        folder = folder / subfolder
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except FileNotFoundError:
+        raise CheckpointError(folder, "is not a diffusers model folder: no config.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(folder / "config.json", f"is not valid JSON ({err})") from None
+
+
 def build_vae(config: Mapping[str, Any]):
     from diffusers import AutoencoderKL
 
@@ -98,7 +112,69 @@ def config_from_sd_unet(unet_config: Mapping[str, Any], base: EMOConfig | None =
                         cross_attention_dim=unet_config["cross_attention_dim"],
                         norm_num_groups=unet_config.get("norm_num_groups", 32),
                         norm_eps=unet_config.get("norm_eps", 1e-5),
-                        sample_size=unet_config.get("sample_size", 64))
+                        sample_size=unet_config.get("sample_size", 64),
+                        image_size=8 * int(unet_config.get("sample_size", 64)))
+
+
+def config_from_state(state: Mapping[str, torch.Tensor], base: EMOConfig) -> EMOConfig:
+    """`base` with every setting that the tensors of a net.pth fix read from their shapes: widths, layers,
+    cross-attention, audio and identity widths, face-locator channels, the speed layers' presence. (Head counts
+    and the image size are not in the shapes: they come from `base`.)"""
+    def shape(key: str) -> tuple[int, ...] | None:
+        value = state.get(key)
+        return tuple(value.shape) if value is not None else None
+
+    unet = "denoising_unet."
+    widths = tuple(shape(f"{unet}down_blocks.{i}.resnets.0.conv1.weight")[0] for i in range(4)
+                   if shape(f"{unet}down_blocks.{i}.resnets.0.conv1.weight"))
+    if len(widths) != 4:
+        return base
+    layers = len({k.split(".")[4] for k in state if k.startswith(f"{unet}down_blocks.0.resnets.")})
+    changes: dict[str, Any] = dict(block_out_channels=widths, layers_per_block=layers,
+                                   in_channels=shape(f"{unet}conv_in.weight")[1],
+                                   out_channels=shape(f"{unet}conv_out.weight")[0])
+    cross = shape(f"{unet}down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight")
+    if cross:
+        changes["cross_attention_dim"] = cross[1]
+    audio_block = f"{unet}down_blocks.0.audio_modules.0.transformer_blocks.0."
+    masked = shape(audio_block + "attn2_0.to_k.weight")
+    plain = shape(audio_block + "attn2.to_k.weight")
+    if masked or plain:
+        changes["audio_attention"] = "masked" if masked else "plain"
+        changes["audio_attention_dim"] = (masked or plain)[1]
+    proj1, proj3, norm = shape("audioproj.proj1.weight"), shape("audioproj.proj3.weight"), shape("audioproj.norm.weight")
+    if proj1 and proj3 and norm:
+        flat = proj1[1] // base.audio_window      # blocks x channels of one frame's features
+        if base.audio_blocks * base.audio_channels == flat:
+            blocks, channels = base.audio_blocks, base.audio_channels
+        elif flat % base.audio_channels == 0:
+            blocks, channels = flat // base.audio_channels, base.audio_channels
+        else:
+            blocks, channels = 1, flat
+        changes.update(audio_intermediate_dim=proj1[0], audio_context_tokens=proj3[0] // norm[0],
+                       audio_blocks=blocks, audio_channels=channels)
+    image = shape("imageproj.proj.weight")
+    if image:
+        tokens = image[0] // shape("imageproj.norm.weight")[0]
+        changes.update(identity_dim=image[1], identity_tokens=tokens)
+    elif "null_context" in state:
+        changes.update(identity_dim=None, identity_tokens=shape("null_context")[1])
+    locator = [shape(f"face_locator.blocks.{i}.weight") for i in range(1, 64, 2)]
+    locator = [s[0] for s in locator if s]
+    if shape("face_locator.conv_in.weight"):
+        changes["face_locator_channels"] = (shape("face_locator.conv_in.weight")[0], *locator)
+    first, last = shape("speed_encoder.mlp.0.weight"), shape("speed_encoder.mlp.2.weight")
+    if first and last:
+        from .config import SpeedConfig
+
+        speed = base.speed or SpeedConfig()
+        buckets = first[1] // (2 * speed.window + 1)
+        if buckets != speed.buckets:
+            speed = dataclasses.replace(speed, buckets=buckets, centers=(), radii=())
+        changes["speed"] = dataclasses.replace(speed, embed_dim=first[0], tokens=last[0] // first[0])
+    else:
+        changes["speed"] = None
+    return base.replace(**changes)
 
 
 def load_motion_modules(path: PathLike) -> dict[str, torch.Tensor]:
@@ -185,12 +261,25 @@ def load_model(checkpoint: PathLike, *, config: EMOConfig | None = None, preset:
         state = read_net(path)
         if config is None:
             config = _preset(preset or "hallo")
-            if "null_context" in state:  # a net trained from the emo preset, saved as a bare state dict
-                config = config.replace(identity_dim=None)
+            found = hallo_layout(path)
+            if "base_model" in found:   # Hallo builds its UNets from the SD-1.5 unet/config.json
+                config = config_from_sd_unet(read_diffusers_config(found["base_model"], "unet"), config)
+            if "wav2vec2" in found:     # its audio features: hidden_states[1:] of this wav2vec2
+                config = _with_wav2vec_layout(config, found["wav2vec2"])
+            config = config_from_state(state, config)
     model = EMOModel(config)
     load_into(model, state, strict=True, source=path)
     model = model.eval().to(device=device, dtype=dtype)
     return config, model
+
+
+def _with_wav2vec_layout(config: EMOConfig, folder: Path) -> EMOConfig:
+    try:
+        settings = json.loads((folder / "config.json").read_text())
+        return config.replace(audio_blocks=int(settings["num_hidden_layers"]),
+                              audio_channels=int(settings["hidden_size"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return config
 
 
 def _preset(name: str) -> EMOConfig:
