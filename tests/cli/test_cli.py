@@ -22,9 +22,9 @@ def test_help_lists_every_subcommand():
 
 
 @pytest.mark.parametrize("argv", [
-    ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "emo"],
+    ["edit", "a.mp4", "-o", "o.mp4", "--method", "emo"],
     ["talk", "a.png", "b.wav", "-o", "o.mp4", "--method", "dva"],
-    ["convert", "emo", "x.ckpt", "-o", "out"],
+    ["train", "emo", "--data", "x", "-o", "out"],
 ])
 def test_unimplemented_features_say_so(argv, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

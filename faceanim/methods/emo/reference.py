@@ -59,13 +59,13 @@ def transformer_block_paths(unet: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def reference_bank(unet: nn.Module, latents: torch.Tensor, context: torch.Tensor, copies: int, *,
-                   bank_dtype: torch.dtype | None = torch.float16) -> ReferenceBank:
+                   bank_dtype: torch.dtype | None = torch.float16, stop_early: bool = True) -> ReferenceBank:
     """ReferenceNet's tokens for `copies` bank copies.
 
     latents: (1 + n, 4, h, w) scaled VAE latents of [reference, motion frames...];
     context: (copies, T, C) cross-attention context of each copy (copy b is written with context b, as
     Hallo's `E.repeat` pairs them). `bank_dtype` rounds the tokens as Hallo's bank does (float16); None keeps
-    them as computed."""
+    them as computed. `stop_early=False` runs the whole UNet (as Hallo does; the result is the same)."""
     frames = latents.shape[0]
     batch = latents.repeat(copies, 1, 1, 1)
     # Hallo's batch is the latents once per copy ([r, m.., r, m..]) and the context tiled over it
@@ -79,7 +79,7 @@ def reference_bank(unet: nn.Module, latents: torch.Tensor, context: torch.Tensor
     def writer(path: str, last: bool):
         def hook(_module, _inputs, output):
             stored[path] = output.detach()
-            if last:
+            if last and stop_early:
                 raise _BankComplete
         return hook
 

@@ -95,13 +95,14 @@ class ReferenceTransformerBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, context: torch.Tensor, reference: torch.Tensor | None,
                 plain_rows: int) -> torch.Tensor:
+        """reference: the reference tokens of rows plain_rows.. (the rows before use plain self-attention)."""
         n = self.norm1(h)
         if reference is None:
             a = self.attn1(n)
         else:
             parts = [self.attn1(n[:plain_rows])] if plain_rows else []
             ref_n = n[plain_rows:]
-            parts.append(self.attn1(ref_n, encoder_hidden_states=torch.cat([ref_n, reference[plain_rows:]], 1)))
+            parts.append(self.attn1(ref_n, encoder_hidden_states=torch.cat([ref_n, reference], 1)))
             a = torch.cat(parts) if len(parts) > 1 else parts[0]
         h = a + h
         h = self.attn2(self.norm2(h), encoder_hidden_states=context) + h
@@ -123,11 +124,12 @@ class SpatialTransformer(nn.Module):
         n, c, hh, ww = x.shape
         h = self.proj_in(self.norm(x)).permute(0, 2, 3, 1).reshape(n, hh * ww, c)
         reference = None
+        plain_rows = run.cond.plain_batches * run.frames
         if bank is not None:
             copies = bank.shape[0]
-            rows = torch.arange(n, device=x.device) % copies             # Hallo tiles the copies over rows
+            rows = torch.arange(plain_rows, n, device=x.device) % copies  # Hallo tiles the copies over rows
             reference = bank[:, 0].to(h.dtype)[rows]
-        h = self.transformer_blocks[0](h, run.context, reference, run.cond.plain_batches * run.frames)
+        h = self.transformer_blocks[0](h, run.context, reference, plain_rows)
         h = h.reshape(n, hh, ww, c).permute(0, 3, 1, 2)
         return self.proj_out(h) + x
 
@@ -196,6 +198,11 @@ class AudioTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList(
             [AudioTransformerBlock(inner, heads, head_dim, audio_dim, masked, level)])
         self.proj_out = nn.Conv2d(inner, channels, 1)
+        if not masked:
+            # EMO's audio layers are new on a trained image backbone: they start as the identity (as
+            # AnimateDiff's temporal modules do). Hallo's masked modules keep Hallo's own initialisation.
+            nn.init.zeros_(self.proj_out.weight)
+            nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, x: torch.Tensor, run: _Frames) -> torch.Tensor:
         n, _, hh, ww = x.shape
