@@ -48,3 +48,15 @@ def mono_samples(audio: Any) -> tuple[np.ndarray, int]:
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Band-limited resampling (`faceanim.media.Audio.resample`: soxr; identity when the rates match)."""
     return Audio(samples, from_rate).resample(to_rate).samples
+
+
+SILENCE_PEAK = 1e-4   # -80 dBFS: no speech at all
+
+
+def require_speech(audio: Audio, min_seconds: float, model: str) -> None:
+    """InputError unless `audio` lasts at least `min_seconds` and has a sample above -80 dBFS (the talking-head
+    models' check of their driving audio, before any work)."""
+    if audio.duration < min_seconds:
+        raise InputError(None, f"the speech is {audio.duration:.2f} s long; {model} needs at least {min_seconds} s")
+    if audio.samples.size == 0 or float(np.abs(audio.samples).max()) < SILENCE_PEAK:
+        raise InputError(None, "the speech is silent (no sample above -80 dBFS)")

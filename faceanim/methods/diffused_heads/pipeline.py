@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ...audio import frame_count
+from ...audio.signal import require_speech
 from ...errors import InputError
 from ...face.background import CHROMA_GREEN
 from ...nn.pipeline import CropPipeline
@@ -33,7 +34,6 @@ from .weights import METHOD, load_model
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
 MIN_SPEECH_SECONDS = 0.2       # one window of the speech encoder (5 frames)
-SILENCE_PEAK = 1e-4            # -80 dBFS: no speech at all
 BACKGROUNDS = ("keep", "green")
 DETECTION_SIZE = 320
 
@@ -149,11 +149,7 @@ class DiffusedHeadsPipeline(CropPipeline):
     # -- once per video ------------------------------------------------------------------------------
     def check_speech(self, speech) -> None:
         """Refuse speech the model cannot use: shorter than one encoder window, or silent."""
-        if speech.duration < MIN_SPEECH_SECONDS:
-            raise InputError(None, f"the speech is {speech.duration:.2f} s long; Diffused Heads needs at least "
-                                   f"{MIN_SPEECH_SECONDS} s")
-        if speech.samples.size == 0 or float(np.abs(speech.samples).max()) < SILENCE_PEAK:
-            raise InputError(None, "the speech is silent (no sample above -80 dBFS)")
+        require_speech(speech, MIN_SPEECH_SECONDS, "Diffused Heads")
 
     @torch.inference_mode()
     def prepare_source(self, crop: np.ndarray) -> Identity:

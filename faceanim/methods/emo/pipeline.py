@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ...audio import frame_count
+from ...audio.signal import require_speech
 from ...errors import InputError
 from ...nn.pipeline import CropPipeline
 from ...progress import progress
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 FPS = 25.0
 SAMPLE_RATE = 16_000
 MIN_SPEECH_SECONDS = 0.1
-SILENCE_PEAK = 1e-4
 CROP_EXPAND = 2.4      # crop side / face box side: the head with hair and shoulders, as in HDTF-style clips
 
 
@@ -205,11 +205,7 @@ class EMOPipeline(CropPipeline):
 
     # -- once per video ----------------------------------------------------------------------------------
     def check_speech(self, speech) -> None:
-        if speech.duration < MIN_SPEECH_SECONDS:
-            raise InputError(None, f"the audio is {speech.duration:.2f} s long; EMO needs at least "
-                                   f"{MIN_SPEECH_SECONDS} s")
-        if speech.samples.size == 0 or float(np.abs(speech.samples).max()) < SILENCE_PEAK:
-            raise InputError(None, "the audio is silent (no sample above -80 dBFS)")
+        require_speech(speech, MIN_SPEECH_SECONDS, "EMO")
 
     @torch.inference_mode()
     def prepare_source(self, crop: np.ndarray) -> Reference:

@@ -13,11 +13,11 @@ import torch
 import faceanim
 from faceanim.audio import frame_count
 from faceanim.cli.main import main
-from faceanim.media import probe, read_audio
+from faceanim.media import read_audio
 from faceanim.methods.diffused_heads.audio_encoder import AudioEncoderConfig, SDAAudioEncoder
 from faceanim.methods.diffused_heads.config import UNetConfig
 from faceanim.methods.diffused_heads.model import DiffusedHeadsUNet
-from tests.media.synthetic import write_audio_file
+from tests.methods.talk_checks import check_talk_video, speech_file
 
 # 128 px as released (the archive does not state its size), small widths; heads of 64 as released
 UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, dropout=0.0)
@@ -57,15 +57,6 @@ def released(tmp_path_factory) -> dict[str, Path]:
     return {"unet": folder / "crema_script.pt", "encoder": folder / "audio_encoder.pt", "model": unet}
 
 
-def _speech(path: Path, seconds: float, rate: int = 16000, channels: int = 1, codec: str = "pcm_s16le",
-            sample_format: str = "s16", loud: bool = True) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    voice = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    voice = voice if loud else np.zeros_like(voice)
-    samples = np.stack([voice] * channels, axis=1) if channels > 1 else voice
-    return write_audio_file(path, samples, rate, codec=codec, sample_format=sample_format)
-
-
 def _run(args: list[str], capsys) -> tuple[int, str]:
     code = main(args)
     return code, capsys.readouterr().err
@@ -76,22 +67,13 @@ def _talk_args(photo, audio, out, released, *extra) -> list[str]:
             str(released["unet"]), "--audio-encoder", str(released["encoder"]), "--steps", "2", *extra]
 
 
-def _check_video(out: Path, size: tuple[int, int], seconds: float) -> None:
-    info = probe(out)
-    assert (info.width, info.height) == size
-    assert info.has_audio
-    frames = sum(1 for _ in faceanim.media.VideoReader(out))
-    assert abs(frames - seconds * FPS) <= 1
-    assert abs(read_audio(out).duration - seconds) <= 1 / FPS
-
-
 @pytest.mark.slow
-def test_talk_on_the_astronaut_writes_the_photo_size_with_the_speech(released, astronaut_path, tmp_path, capsys):
-    audio = _speech(tmp_path / "speech.wav", 1.0)
+def test_talk_on_the_astronaut_writes_the_photo_size_with_thespeech_file(released, astronaut_path, tmp_path, capsys):
+    audio = speech_file(tmp_path / "speech.wav", 1.0)
     out = tmp_path / "talk.mp4"
     code, err = _run(_talk_args(astronaut_path, audio, out, released), capsys)
     assert code == 0, err
-    _check_video(out, (512, 512), 1.0)
+    check_talk_video(out, (512, 512), 1.0)
 
 
 @pytest.mark.slow
@@ -102,16 +84,16 @@ def test_talk_on_a_wild_1080p_frame(released, shared_testdata, tmp_path, capsys)
     frame = next(iter(faceanim.media.VideoReader(video)))
     photo = tmp_path / "wild.png"
     Image.fromarray(frame).save(photo)
-    audio = _speech(tmp_path / "speech.mp3", 0.6, rate=48000, channels=2, codec="libmp3lame", sample_format="s16p")
+    audio = speech_file(tmp_path / "speech.mp3", 0.6, rate=48000, channels=2, codec="libmp3lame", sample_format="s16p")
     out = tmp_path / "wild.mp4"
     code, err = _run(_talk_args(photo, audio, out, released, "--stabilize", "--segment-len", "4"), capsys)
     assert code == 0, err
-    _check_video(out, (frame.shape[1], frame.shape[0]), read_audio(audio).duration)
+    check_talk_video(out, (frame.shape[1], frame.shape[0]), read_audio(audio).duration)
 
 
 def test_frames_stream_one_at_a_time(released, astronaut_path, tmp_path):
     """The first frame comes out after one frame's DDPM loop, before the others are generated."""
-    audio = _speech(tmp_path / "speech8k.wav", 0.5, rate=8000)     # 8 kHz mono: resampled to 16 kHz
+    audio = speech_file(tmp_path / "speech8k.wav", 0.5, rate=8000)     # 8 kHz mono: resampled to 16 kHz
     calls = []
     frames = faceanim.talk(astronaut_path, audio, None, method="diffused_heads", checkpoint=released["unet"],
                            audio_encoder=released["encoder"], steps=2,
@@ -180,13 +162,13 @@ def test_lightning_checkpoint_loads_with_inert_hyper_parameters(released, tmp_pa
 
 @pytest.mark.parametrize("case", ["silent", "short", "no_face", "other_method", "truncated"])
 def test_broken_inputs_exit_2_with_one_line_and_no_output(case, released, astronaut_path, tmp_path, capsys):
-    photo, audio = astronaut_path, _speech(tmp_path / "speech.wav", 1.0)
+    photo, audio = astronaut_path, speech_file(tmp_path / "speech.wav", 1.0)
     args_checkpoint = released["unet"]
     named = None
     if case == "silent":
-        audio = named = _speech(tmp_path / "silent.wav", 1.0, loud=False)
+        audio = named = speech_file(tmp_path / "silent.wav", 1.0, loud=False)
     elif case == "short":
-        audio = named = _speech(tmp_path / "short.wav", 0.1)
+        audio = named = speech_file(tmp_path / "short.wav", 0.1)
     elif case == "no_face":
         from PIL import Image
 

@@ -12,8 +12,8 @@ import torch
 import faceanim
 from faceanim.audio import frame_count
 from faceanim.cli.main import main
-from faceanim.media import Audio, probe, read_audio
-from tests.media.synthetic import write_audio_file
+from faceanim.media import Audio
+from tests.methods.talk_checks import check_talk_video, speech_file
 from tests.methods.emo.native_files import write_hallo_layout
 
 FPS = 25
@@ -36,21 +36,6 @@ def astronaut_path(tmp_path_factory, astronaut) -> Path:
     path = tmp_path_factory.mktemp("photo") / "astronaut.png"
     Image.fromarray(astronaut).save(path)
     return path
-
-
-def _speech(path: Path, seconds: float, rate: int = 16000, loud: bool = True) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    voice = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    return write_audio_file(path, voice if loud else np.zeros_like(voice), rate, codec="pcm_s16le", sample_format="s16")
-
-
-def _check_video(out: Path, size: tuple[int, int], seconds: float) -> None:
-    info = probe(out)
-    assert (info.width, info.height) == size
-    assert info.has_audio
-    frames = sum(1 for _ in faceanim.media.VideoReader(out))
-    assert abs(frames - seconds * FPS) <= 1
-    assert abs(read_audio(out).duration - seconds) <= 1 / FPS
 
 
 def _run(args: list[str], capsys) -> tuple[int, str]:
@@ -80,29 +65,29 @@ def test_the_native_layout_loads_as_written(layout):
 
 def test_talk_on_the_astronaut_with_chained_clips(layout, astronaut_path, tmp_path, capsys):
     """1.5 s of speech = 38 frames = 3 clips of 16, each continuing from the last 2 frames of the one before."""
-    audio = _speech(tmp_path / "speech.wav", 1.5)
+    audio = speech_file(tmp_path / "speech.wav", 1.5)
     out = tmp_path / "talk.mp4"
     code, err = _run(["talk", str(astronaut_path), str(audio), "-o", str(out), "--method", "emo",
                       "--checkpoint", str(layout["root"]), "--steps", "2"], capsys)
     assert code == 0, err
-    _check_video(out, (512, 512), 1.5)
+    check_talk_video(out, (512, 512), 1.5)
 
 
 @pytest.mark.slow
-def test_talk_on_a_1080p_frame_with_10_seconds_of_speech(layout, astronaut, tmp_path, capsys):
+def test_talk_on_a_1080p_frame_with_10_seconds_ofspeech_file(layout, astronaut, tmp_path, capsys):
     from PIL import Image
 
     canvas = np.full((1080, 1920, 3), 40, np.uint8)
     canvas[200:712, 900:1412] = astronaut
     photo = tmp_path / "wide.png"
     Image.fromarray(canvas).save(photo)
-    audio = _speech(tmp_path / "speech.wav", 10.0, rate=44100)
+    audio = speech_file(tmp_path / "speech.wav", 10.0, rate=44100)
     out = tmp_path / "wide.mp4"
     code, err = _run(["talk", str(photo), str(audio), "-o", str(out), "--method", "emo", "--checkpoint",
                       str(layout["net"]), "--vae", str(layout["vae"]), "--wav2vec2", str(layout["wav2vec2"]),
                       "--face-analysis", str(layout["face_analysis"]), "--steps", "2"], capsys)
     assert code == 0, err
-    _check_video(out, (1920, 1080), 10.0)
+    check_talk_video(out, (1920, 1080), 10.0)
     first = next(iter(faceanim.media.VideoReader(out)))
     assert np.abs(first[:150, :700].astype(int) - 40).max() <= 3   # far from the face: the photo, untouched
 
@@ -201,12 +186,12 @@ def test_colour_anchor_holds_the_reference_colour(layout):
 @pytest.mark.parametrize("case", ["silent", "short", "other_method", "truncated", "no_wav2vec", "speed_on_hallo"])
 def test_broken_inputs_exit_2_with_one_line_and_no_output(case, layout, astronaut_path, tmp_path, capsys,
                                                          monkeypatch):
-    photo, audio = astronaut_path, _speech(tmp_path / "speech.wav", 1.0)
+    photo, audio = astronaut_path, speech_file(tmp_path / "speech.wav", 1.0)
     checkpoint, named, extra = layout["root"], None, []
     if case == "silent":
-        audio = named = _speech(tmp_path / "silent.wav", 1.0, loud=False)
+        audio = named = speech_file(tmp_path / "silent.wav", 1.0, loud=False)
     elif case == "short":
-        audio = named = _speech(tmp_path / "short.wav", 0.04)
+        audio = named = speech_file(tmp_path / "short.wav", 0.04)
     elif case == "other_method":
         checkpoint = named = tmp_path / "other.pth"
         torch.save({"generator.conv.weight": torch.zeros(2, 3, 3, 3)}, checkpoint)
