@@ -74,7 +74,7 @@ def test_talk_on_the_astronaut_with_chained_clips(layout, astronaut_path, tmp_pa
 
 
 @pytest.mark.slow
-def test_talk_on_a_1080p_frame_with_10_seconds_ofspeech_file(layout, astronaut, tmp_path, capsys):
+def test_talk_on_a_1080p_frame_with_10_seconds_of_speech(layout, astronaut, tmp_path, capsys):
     from PIL import Image
 
     canvas = np.full((1080, 1920, 3), 40, np.uint8)
