@@ -68,7 +68,7 @@ def _talk_args(photo, audio, out, released, *extra) -> list[str]:
 
 
 @pytest.mark.slow
-def test_talk_on_the_astronaut_writes_the_photo_size_with_thespeech_file(released, astronaut_path, tmp_path, capsys):
+def test_talk_on_the_astronaut_writes_the_photo_size_with_the_speech(released, astronaut_path, tmp_path, capsys):
     audio = speech_file(tmp_path / "speech.wav", 1.0)
     out = tmp_path / "talk.mp4"
     code, err = _run(_talk_args(astronaut_path, audio, out, released), capsys)
