@@ -174,19 +174,21 @@ class EMOPipeline(CropPipeline):
         `head_speed_curve` is a file of per-frame head speeds (instead of a constant `head_speed`)."""
         from ...audio.wav2vec import Wav2Vec2Features
         from ...registry import get_method
-        from .weights import hallo_layout, load_model, load_vae, resolve_checkpoint
+        from .weights import (converted_vae_config, hallo_layout, is_converted_folder, load_model, load_vae,
+                              resolve_checkpoint)
 
         if path is not None and checkpoint is not None and Path(path) != Path(checkpoint):
             raise InputError(None, f"two checkpoints given ({path} and {checkpoint}); pass one")
         spec = get_method(METHOD)
         source = spec.weight("checkpoint").resolve(path if path is not None else checkpoint)
-        found = hallo_layout(resolve_checkpoint(source)) if not _is_folder_with_config(source) else {}
+        converted = is_converted_folder(source)
+        found = {} if converted else hallo_layout(resolve_checkpoint(source))
         if head_speed_curve is not None:
             if settings.get("head_speed") is not None:
                 raise InputError(None, "--head-speed and --head-speed-curve exclude each other")
             settings["head_speed"] = str(head_speed_curve)
         config, model = load_model(source, preset=preset_name)
-        if vae is None and _is_folder_with_config(source) and _holds_vae(source):
+        if vae is None and converted and converted_vae_config(source):
             vae = source
         vae_model = load_vae(spec.weight("vae").resolve(vae, found.get("vae")))
         audio = Wav2Vec2Features.from_pretrained(spec.weight("wav2vec2").resolve(wav2vec2, found.get("wav2vec2")))
@@ -345,19 +347,6 @@ def _compute_dtype(device: torch.device, precision: str) -> torch.dtype:
     if precision != "fast":
         return torch.float32
     return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
-def _is_folder_with_config(path) -> bool:
-    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
-
-
-def _holds_vae(folder) -> bool:
-    import json
-
-    try:
-        return bool(json.loads((Path(folder) / "config.json").read_text()).get("vae"))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _crop_landmarks(crop: np.ndarray) -> np.ndarray | None:

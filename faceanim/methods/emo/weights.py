@@ -85,7 +85,7 @@ def build_vae(config: Mapping[str, Any]):
 def load_vae(path: PathLike, *, device: str | torch.device = "cpu"):
     """`sd-vae-ft-mse`, an SD folder's `vae/` or a converted EMO folder's VAE -> `AutoencoderKL` (eval)."""
     path = Path(path)
-    if (path / "config.json").is_file() and _is_converted(path):
+    if is_converted_folder(path):
         config, state = _read_converted(path)
         vae_config = config.get("vae")
         if not vae_config:
@@ -315,11 +315,22 @@ def hallo_layout(root: PathLike) -> dict[str, Path]:
 
 
 # -- our converted folder ---------------------------------------------------------------------------------------
-def _is_converted(folder: Path) -> bool:
+def _converted_config(folder: PathLike) -> dict | None:
+    """A converted EMO folder's config.json, or None when `folder` is not one."""
     try:
-        return json.loads((folder / "config.json").read_text()).get("method") == METHOD
-    except (OSError, ValueError, AttributeError):
-        return False
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) and config.get("method") == METHOD else None
+
+
+def is_converted_folder(folder: PathLike) -> bool:
+    return Path(folder).is_dir() and _converted_config(folder) is not None
+
+
+def converted_vae_config(folder: PathLike) -> dict | None:
+    """The VAE settings a converted folder holds (None: it holds no VAE)."""
+    return (_converted_config(folder) or {}).get("vae") or None
 
 
 def _read_converted(folder: Path) -> tuple[dict, dict]:
